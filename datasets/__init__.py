@@ -1,0 +1,1 @@
+"""Dataset generators and converters (installed as ``radconf.datasets``)."""

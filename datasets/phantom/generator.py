@@ -1,0 +1,194 @@
+"""Deterministic CT-like pelvic phantom: image, label map, CTV and simulated readers' GTV contours.
+
+Geometry is defined in millimetres, so the same case can be rendered at any resolution; ``PhantomConfig.spacing``
+only sets how finely it is sampled. Axes are numpy (z, y, x) = (inferior->superior, anterior->posterior,
+patient right->left), matching an identity-direction LPS image written by SimpleITK.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from radconf.datasets.phantom import anatomy
+from radconf.datasets.phantom.readers import ReaderModel, simulate_readers
+from radconf.datasets.phantom.shapes import Grid, elliptic_cylinder, ellipsoid, lobulated_blob, smooth_field
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """Everything that determines a phantom dataset; equal configs give byte-identical cases.
+
+    Attributes:
+        seed: master seed; case ``i`` uses ``seed`` and ``i`` only, so cases are independent of how many are made.
+        field_of_view_mm: physical extent (z, y, x) in mm.
+        spacing: nominal voxel spacing (z, y, x) in mm; anisotropic like clinical CT (thick slices).
+        spacing_jitter: relative per-case variation of each spacing component (uniform +-).
+        noise_hu: standard deviation of the image noise in HU.
+        ctv_margin_radial_mm: CTV margin around the GTV in the axial plane.
+        ctv_margin_longitudinal_mm: CTV margin along z.
+        readers: how the simulated readers contour the GTV.
+        label_femoral_heads: also label the femoral heads (left/right; see ``anatomy`` for the caveats).
+    """
+
+    seed: int = 0
+    field_of_view_mm: tuple[float, float, float] = (120.0, 150.0, 170.0)
+    spacing: tuple[float, float, float] = (3.0, 2.0, 2.0)
+    spacing_jitter: float = 0.08
+    noise_hu: float = 12.0
+    ctv_margin_radial_mm: float = 8.0
+    ctv_margin_longitudinal_mm: float = 15.0
+    readers: ReaderModel = field(default_factory=ReaderModel)
+    label_femoral_heads: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PhantomCase:
+    """One generated case; arrays in numpy (z, y, x) order."""
+
+    case_id: str
+    spacing: tuple[float, float, float]
+    image: np.ndarray  # int16 HU
+    labels: np.ndarray  # uint8 label map (ids from anatomy.labels_for(config.label_femoral_heads))
+    ctv: np.ndarray  # uint8 binary CTV mask
+    reader_masks: dict[str, np.ndarray]  # "<reader>_<trial>" -> uint8 binary GTV mask
+
+
+def case_spacing(config: PhantomConfig, rng: np.random.Generator) -> tuple[float, float, float]:
+    jitter = rng.uniform(1 - config.spacing_jitter, 1 + config.spacing_jitter, size=3)
+    return tuple(round(float(s * j), 3) for s, j in zip(config.spacing, jitter))
+
+
+def _anatomy_masks(grid: Grid, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Boolean masks of every tissue (labelled or not), before precedence is applied."""
+    def jitter(scale: float) -> float:
+        return float(rng.uniform(-scale, scale))
+
+    body_scale = rng.uniform(0.93, 1.05)
+    body_r = (62.0 * body_scale, 78.0 * body_scale)
+    masks: dict[str, np.ndarray] = {
+        "body": elliptic_cylinder(grid, (0.0, 0.0), body_r),
+        "abdominal_wall": elliptic_cylinder(grid, (0.0, 0.0), body_r) & ~elliptic_cylinder(
+            grid, (4.0, 0.0), (body_r[0] - 8.0, body_r[1] - 6.0)) & (grid.coords[1] < -25.0),
+    }
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        masks[f"muscle_{side}"] = elliptic_cylinder(
+            grid, (32.0 + jitter(3), sign * (47.0 + jitter(3))), (17.0 + jitter(2), 21.0 + jitter(2)))
+        masks[f"iliac_{side}"] = elliptic_cylinder(grid, (-2.0, sign * 52.0), (16.0, 6.0), z_range=(8.0, np.inf))
+        masks[f"femoral_head_{side}"] = ellipsoid(
+            grid, (-28.0 + jitter(4), -2.0 + jitter(2), sign * (50.0 + jitter(2))), (13.0, 13.0, 13.0))
+    masks["sacrum"] = elliptic_cylinder(grid, (44.0, 0.0), (10.0, 21.0))
+    fill = rng.uniform(0.8, 1.15)
+    masks["bladder"] = ellipsoid(grid, (12.0 + jitter(4), -24.0 + jitter(3), jitter(3)),
+                                 (26.0 * fill, 17.0 * fill, 23.0 * fill))
+    z, y, x = grid.coords
+    curve = 3.0 * np.sin(z / 30.0 + rng.uniform(0, 2 * np.pi))
+    masks["rectum"] = ((y - 22.0) / 9.0) ** 2 + ((x - curve) / 11.0) ** 2 <= 1.0
+    masks["rectal_gas"] = masks["rectum"] & ellipsoid(grid, (jitter(30), 22.0, 0.0), (8.0, 4.0, 5.0)) \
+        if rng.random() < 0.5 else np.zeros(grid.shape, bool)
+    masks["prostate"] = ellipsoid(grid, (-14.0, 0.0, 0.0), (18.0, 13.0, 18.0))
+    gtv_radius = rng.uniform(12.0, 16.0)
+    gtv_distance = lobulated_blob(grid, (-12.0 + jitter(6), 1.0 + jitter(3), jitter(7)),
+                                  (gtv_radius * 1.2, gtv_radius, gtv_radius * 1.1), rng)
+    masks["gtv_distance_mm"] = gtv_distance
+    masks["gtv"] = gtv_distance <= 0
+    masks["cortex"] = np.zeros(grid.shape, bool)
+    for bone in ("sacrum", "iliac_left", "iliac_right", "femoral_head_left", "femoral_head_right"):
+        masks["cortex"] |= masks[bone] & ~ndimage.binary_erosion(masks[bone], iterations=1)
+    return {name: np.broadcast_to(m, grid.shape) for name, m in masks.items()}
+
+
+# Painting order (later wins where shapes overlap); ids are internal, see ``_output_labels`` for the written ones.
+_PAINT_ORDER = ("muscle_left", "muscle_right", "femoral_head_left", "femoral_head_right", "rectum", "bladder", "gtv")
+
+
+def _tissue_map(masks: dict[str, np.ndarray]) -> np.ndarray:
+    """Internal structure map (index into _PAINT_ORDER, +1); bone removes muscle, nothing outside the body."""
+    tissue = np.zeros(masks["body"].shape, np.uint8)
+    for index, name in enumerate(_PAINT_ORDER, start=1):
+        tissue[masks[name]] = index
+    unlabelled_bone = masks["sacrum"] | masks["iliac_left"] | masks["iliac_right"]
+    tissue[unlabelled_bone & (tissue != _PAINT_ORDER.index("gtv") + 1)] = 0
+    tissue[~masks["body"]] = 0
+    return tissue
+
+
+def _is(tissue: np.ndarray, name: str) -> np.ndarray:
+    return tissue == _PAINT_ORDER.index(name) + 1
+
+
+def _output_labels(tissue: np.ndarray, label_femoral_heads: bool) -> np.ndarray:
+    names = anatomy.labels_for(label_femoral_heads)
+    lookup = np.zeros(len(_PAINT_ORDER) + 1, np.uint8)
+    for index, name in enumerate(_PAINT_ORDER, start=1):
+        merged = "gluteal_muscles" if name.startswith("muscle_") else name
+        lookup[index] = names.get(merged, 0)
+    return lookup[tissue]
+
+
+def _render_ct(masks: dict[str, np.ndarray], tissue: np.ndarray, grid: Grid, noise_hu: float,
+               rng: np.random.Generator) -> np.ndarray:
+    hu = np.full(grid.shape, anatomy.AIR_HU, np.float32)
+    hu[masks["body"]] = anatomy.FAT_HU
+    hu[masks["abdominal_wall"]] = 48.0
+    hu[_is(tissue, "muscle_left") | _is(tissue, "muscle_right")] = anatomy.structure_by_name("gluteal_muscles").hu
+    for bone in ("sacrum", "iliac_left", "iliac_right", "femoral_head_left", "femoral_head_right"):
+        hu[masks[bone]] = anatomy.TRABECULAR_BONE_HU
+    hu[masks["cortex"] & masks["body"]] = anatomy.CORTICAL_BONE_HU
+    hu[masks["prostate"] & (tissue == 0) & masks["body"]] = 38.0
+    for name in ("bladder", "rectum"):
+        hu[_is(tissue, name)] = anatomy.structure_by_name(name).hu
+    hu[masks["rectal_gas"] & _is(tissue, "rectum")] = anatomy.GAS_HU
+    gtv = _is(tissue, "gtv")
+    texture = smooth_field(grid.shape, grid.spacing, 4.0, rng)
+    hu[gtv] = anatomy.structure_by_name("gtv").hu + 8.0 * texture[gtv]
+    hu = ndimage.gaussian_filter(hu, sigma=[0.4 / s * min(grid.spacing) for s in grid.spacing])
+    hu += noise_hu * smooth_field(grid.shape, grid.spacing, 0.8, rng)
+    hu += 6.0 * smooth_field(grid.shape, grid.spacing, 40.0, rng) * masks["body"]
+    return np.clip(np.round(hu), -1024, 3071).astype(np.int16)
+
+
+def _ctv(masks: dict[str, np.ndarray], tissue: np.ndarray, config: PhantomConfig,
+         spacing: tuple[float, float, float]) -> np.ndarray:
+    """GTV + anisotropic margin, cut at anatomical barriers and kept only where reachable from the GTV."""
+    gtv = _is(tissue, "gtv")
+    scaled = (spacing[0] / config.ctv_margin_longitudinal_mm, spacing[1] / config.ctv_margin_radial_mm,
+              spacing[2] / config.ctv_margin_radial_mm)
+    expanded = ndimage.distance_transform_edt(~gtv, sampling=scaled) <= 1.0
+    barrier = np.isin(tissue, [_PAINT_ORDER.index(n) + 1 for n in _PAINT_ORDER if n != "gtv"])
+    barrier |= masks["sacrum"] | masks["iliac_left"] | masks["iliac_right"]
+    barrier |= masks["femoral_head_left"] | masks["femoral_head_right"]
+    allowed = (expanded & ~barrier & masks["body"]) | gtv
+    components, _ = ndimage.label(allowed)
+    keep = np.unique(components[gtv])
+    return np.isin(components, keep[keep > 0]).astype(np.uint8)
+
+
+def generate_case(config: PhantomConfig, index: int, prefix: str = "phantom") -> PhantomCase:
+    """Generates case ``index`` of the dataset described by ``config``.
+
+    Args:
+        config: the dataset parameters.
+        index: case number; the case depends only on (config, index).
+        prefix: case identifier prefix; the id is ``f"{prefix}_{index:03d}"``.
+
+    Returns:
+        The case with image, label map, CTV and the readers' GTV masks.
+    """
+    rng = np.random.default_rng([config.seed, index])
+    spacing = case_spacing(config, rng)
+    shape = tuple(int(round(f / s)) for f, s in zip(config.field_of_view_mm, spacing))
+    grid = Grid(shape=shape, spacing=spacing)
+    masks = _anatomy_masks(grid, rng)
+    tissue = _tissue_map(masks)
+    labels = _output_labels(tissue, config.label_femoral_heads)
+    image = _render_ct(masks, tissue, grid, config.noise_hu, rng)
+    ctv = _ctv(masks, tissue, config, spacing)
+    readers = simulate_readers(masks["gtv_distance_mm"], spacing, config.readers,
+                               dataset_seed=config.seed, rng=rng)
+    return PhantomCase(case_id=f"{prefix}_{index:03d}", spacing=spacing, image=image, labels=labels, ctv=ctv,
+                       reader_masks=readers)

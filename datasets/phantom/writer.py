@@ -1,0 +1,131 @@
+"""Writes the phantom as an nnU-Net raw dataset, plus CTV masks and the readers' contours.
+
+Layout under ``<raw>/DatasetXXX_<name>/``::
+
+    dataset.json                 nnU-Net dataset description (+ a "radconf" key describing the extras)
+    imagesTr/<case>_0000.nii.gz  CT (int16 HU)              labelsTr/<case>.nii.gz  label map
+    imagesTs/...                 held-out cases              labelsTs/...            their references
+    ctvTr/<case>.nii.gz          CTV (binary)               ctvTs/...
+    readers/<case>/<reader>_<trial>.nii.gz   simulated readers' GTV contours (binary; some trials missing)
+    radconf_phantom.json         marker: the generator's parameters (lets a rerun reuse the dataset)
+
+The dataset is built in a temporary sibling folder and renamed into place at the end, so an interrupted run never
+leaves a half-written dataset. A folder not made by this generator is never modified.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from radconf.datasets.phantom import anatomy
+from radconf.datasets.phantom.generator import PhantomConfig, generate_case
+from radconf.io import array_to_image, atomic_write_image, atomic_write_json
+
+MARKER = "radconf_phantom.json"
+
+
+@dataclass(frozen=True)
+class PhantomDataset:
+    folder: Path
+    train_cases: list[str]
+    test_cases: list[str]
+    reused: bool
+
+
+def dataset_folder_name(dataset_id: int, name: str) -> str:
+    if not 1 <= dataset_id <= 999:
+        raise ValueError(f"Dataset id must be between 1 and 999, got {dataset_id}.")
+    return f"Dataset{dataset_id:03d}_{name}"
+
+
+def _dataset_json(config: PhantomConfig, train: list[str], test: list[str]) -> dict:
+    return {
+        "channel_names": {"0": "CT"},
+        "labels": dict(anatomy.labels_for(config.label_femoral_heads)),
+        "numTraining": len(train),
+        "file_ending": ".nii.gz",
+        "name": "radconf pelvic phantom",
+        "description": "Synthetic CT-like pelvis with organs-at-risk and a GTV; see radconf documentation/phantom.md",
+        "radconf": {
+            "generator": "radconf.datasets.phantom",
+            "ctv_folders": {"train": "ctvTr", "test": "ctvTs"},
+            "readers_folder": "readers",
+            "readers": {"n_readers": config.readers.n_readers, "n_trials": config.readers.n_trials},
+            "test_cases": test,
+        },
+    }
+
+
+def _write_case(folder: Path, case, split: str) -> None:
+    suffix = "Tr" if split == "train" else "Ts"
+    spacing = case.spacing
+    atomic_write_image(folder / f"images{suffix}" / f"{case.case_id}_0000.nii.gz", array_to_image(case.image, spacing))
+    atomic_write_image(folder / f"labels{suffix}" / f"{case.case_id}.nii.gz", array_to_image(case.labels, spacing))
+    atomic_write_image(folder / f"ctv{suffix}" / f"{case.case_id}.nii.gz", array_to_image(case.ctv, spacing))
+    for name, mask in case.reader_masks.items():
+        atomic_write_image(folder / "readers" / case.case_id / f"{name}.nii.gz", array_to_image(mask, spacing))
+
+
+def write_phantom_dataset(raw_root: str | Path, *, dataset_id: int = 501, name: str = "Phantom",
+                          num_train: int = 16, num_test: int = 4, config: PhantomConfig | None = None,
+                          overwrite: bool = False, show_progress: bool = True) -> PhantomDataset:
+    """Generates the phantom dataset into ``raw_root`` (an nnUNet_raw folder).
+
+    Args:
+        raw_root: the nnUNet_raw folder.
+        dataset_id: nnU-Net dataset id (folder ``DatasetXXX_<name>``).
+        name: dataset name.
+        num_train: cases written to imagesTr/labelsTr.
+        num_test: held-out cases written to imagesTs/labelsTs (case indices follow the training ones).
+        config: generator parameters; defaults to ``PhantomConfig()``.
+        overwrite: replace an existing phantom generated with different parameters.
+        show_progress: tqdm progress bar over cases.
+
+    Returns:
+        Where the dataset is and which cases it holds; ``reused`` if an identical one was already there.
+
+    Raises:
+        FileExistsError: the folder exists and was not made by this generator, or was made with other parameters
+            and ``overwrite`` is False.
+    """
+    config = config or PhantomConfig()
+    if num_train < 1 or num_test < 0:
+        raise ValueError(f"num_train must be >= 1 and num_test >= 0, got {num_train} and {num_test}.")
+    raw_root = Path(raw_root)
+    folder = raw_root / dataset_folder_name(dataset_id, name)
+    train = [f"phantom_{i:03d}" for i in range(num_train)]
+    test = [f"phantom_{i:03d}" for i in range(num_train, num_train + num_test)]
+    params = {"config": config.to_dict(), "num_train": num_train, "num_test": num_test}
+    params = json.loads(json.dumps(params))  # tuples -> lists, as they come back from disk
+
+    others = [p for p in raw_root.glob(f"Dataset{dataset_id:03d}_*") if p != folder] if raw_root.is_dir() else []
+    if others:
+        raise FileExistsError(f"Dataset id {dataset_id} is already used by {others[0]}. Pick another id "
+                              f"(e.g. --dataset-id {dataset_id + 1}) or another nnUNet_raw folder.")
+    if folder.exists():
+        marker = folder / MARKER
+        if not marker.is_file():
+            raise FileExistsError(f"{folder} exists and was not made by the radconf phantom generator; it is left "
+                                  f"untouched. Choose another dataset id or nnUNet_raw folder.")
+        if json.loads(marker.read_text()) == params:
+            return PhantomDataset(folder, train, test, reused=True)
+        if not overwrite:
+            raise FileExistsError(f"{folder} holds a phantom made with other parameters. Pass overwrite=True "
+                                  f"(--overwrite) to regenerate it, or choose another dataset id.")
+
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    cases = [(i, "train") for i in range(num_train)] + [(num_train + i, "test") for i in range(num_test)]
+    for index, split in tqdm(cases, desc="Generating phantom", unit="case", disable=not show_progress):
+        _write_case(staging, generate_case(config, index), split)
+    atomic_write_json(staging / "dataset.json", _dataset_json(config, train, test))
+    atomic_write_json(staging / MARKER, params)
+    if folder.exists():
+        shutil.rmtree(folder)  # only reached for a phantom of ours with other parameters and overwrite=True
+    staging.rename(folder)
+    return PhantomDataset(folder, train, test, reused=False)

@@ -1,0 +1,1 @@
+"""nnU-Net ExperimentPlanner subclasses shipped with radconf (installed as ``radconf.planners``)."""

@@ -1,0 +1,129 @@
+"""The end-to-end demo: phantom -> cpu-preset plans -> training -> prediction of held-out cases -> evaluation -> report.
+
+Every stage after the phantom runs as the same ``radconf_*`` command a user would type, in a child process whose
+nnU-Net folders point into the demo's output folder (a user's own nnU-Net folders are never touched).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PLANS = "radconfCPUPlans"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of the demo run; ``fast`` is a smoke test of the whole path, not a meaningful model."""
+
+    num_train: int = 16
+    num_test: int = 4
+    epochs: int = 20
+    iterations_per_epoch: int = 50
+    dataset_id: int = 501
+
+    @classmethod
+    def fast(cls) -> DemoSettings:
+        return cls(num_train=6, num_test=2, epochs=2, iterations_per_epoch=10)
+
+
+@dataclass
+class DemoResult:
+    output: Path
+    mean_dice: float
+    per_structure: dict[str, dict[str, float]]
+    timings_s: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
+
+
+def _run_command(arguments: list[str], environment: dict[str, str], log: Path) -> None:
+    """Runs one radconf command in a child process, echoing its output and appending it to the demo log."""
+    import os
+
+    env = {**os.environ, **environment}
+    print(f"\n$ {' '.join(arguments)}", flush=True)
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"\n$ {' '.join(arguments)}\n")
+        handle.flush()
+        process = subprocess.run([sys.executable, "-m", *arguments], env=env, stdout=handle,
+                                 stderr=subprocess.STDOUT, check=False)
+    if process.returncode != 0:
+        raise RuntimeError(f"'{' '.join(arguments)}' failed (exit {process.returncode}); see {log} for its output.")
+
+
+def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None = None,
+             device: str = "cpu") -> DemoResult:
+    """Runs the whole demo into ``output`` and returns its figures.
+
+    Args:
+        output: demo folder; holds nnUNet_raw/preprocessed/results, predictions, evaluation and report.
+        settings: dataset and training sizes (``DemoSettings.fast()`` for a smoke run).
+        device: training/inference device.
+
+    Returns:
+        Mean Dice over structures, per-structure means, stage timings and the report path.
+    """
+    from radconf.datasets.phantom import LABELS
+    from radconf.datasets.phantom.writer import write_phantom_dataset
+    from radconf.paths import NnUNetPaths
+
+    settings = settings or DemoSettings()
+    output = Path(output).resolve()
+    paths = NnUNetPaths(output / "nnUNet_raw", output / "nnUNet_preprocessed", output / "nnUNet_results", ())
+    environment = paths.as_environment()
+    log = output / "demo_log.txt"
+    output.mkdir(parents=True, exist_ok=True)
+    log.write_text("radconf demo log\n", encoding="utf-8")
+    timings: dict[str, float] = {}
+    dataset = str(settings.dataset_id)
+    fold = "all"
+
+    def stage(name: str):
+        timings[name] = -time.perf_counter()
+        print(f"\n=== {name} ===", flush=True)
+
+    def done(name: str) -> None:
+        timings[name] += time.perf_counter()
+        print(f"--- {name}: {timings[name]:.1f} s", flush=True)
+
+    stage("phantom")
+    phantom = write_phantom_dataset(paths.raw, dataset_id=settings.dataset_id, num_train=settings.num_train,
+                                    num_test=settings.num_test)
+    done("phantom")
+    stage("plan_and_preprocess")
+    _run_command(["radconf.cli.plan_and_preprocess", "-d", dataset, "--preset", "cpu", "-c", "3d_fullres"],
+                 environment, log)
+    done("plan_and_preprocess")
+    stage("train")
+    _run_command(["radconf.cli.train", dataset, "3d_fullres", fold, "-p", PLANS, "-device", device,
+                  "--epochs", str(settings.epochs), "--iterations-per-epoch", str(settings.iterations_per_epoch),
+                  "--no-val"], environment, log)
+    done("train")
+    stage("predict")
+    predictions = output / "predictions"
+    _run_command(["radconf.cli.predict", "-i", str(phantom.folder / "imagesTs"), "-o", str(predictions),
+                  "-d", dataset, "-c", "3d_fullres", "-p", PLANS, "-f", fold, "-device", device], environment, log)
+    done("predict")
+    stage("evaluate")
+    from radconf.evaluation import evaluate_folders
+
+    structures = {k: v for k, v in LABELS.items() if k != "background"}
+    evaluation = evaluate_folders(reference_dir=phantom.folder / "labelsTs", prediction_dir=predictions,
+                                  labels=structures, dataset_json=phantom.folder / "dataset.json",
+                                  output_dir=output / "evaluation")
+    done("evaluate")
+    stage("report")
+    from radconf.demo.report import write_report
+
+    per_structure = {name: {"dice": evaluation.summary[name]["dice"]["mean"],
+                            "dice_sd": evaluation.summary[name]["dice"]["sd"],
+                            "hd95_mm": evaluation.summary[name]["hd95_mm"]["mean"],
+                            "hd95_sd": evaluation.summary[name]["hd95_mm"]["sd"]} for name in structures}
+    result = DemoResult(output=output, mean_dice=float(evaluation.mean_dice), per_structure=per_structure,
+                        timings_s=timings)
+    training_folder = paths.results / phantom.folder.name / f"nnUNetTrainer__{PLANS}__3d_fullres" / f"fold_{fold}"
+    result.report = write_report(result, phantom, predictions, structures, training_folder, settings)
+    done("report")
+    return result

@@ -1,0 +1,129 @@
+"""Prediction with nnU-Net's predictor for any trainer radconf or nnU-Net knows.
+
+The model is rebuilt explicitly (checkpoint -> trainer class via radconf's registry -> its static
+``build_network_architecture`` -> ``nnUNetPredictor.manual_initialization``), so radconf's trainers need no entry in
+nnU-Net's own lookup. A model is described by a ``ModelSpec``; ensembling several specs builds on the same type.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from radconf.dataset_checks import find_dataset_name
+from radconf.paths import require_nnunet_paths
+from radconf.registry import find_class
+from radconf.training import make_device, safe_load_checkpoint
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One trained model: ``(dataset, trainer, plans, configuration, folds)``."""
+
+    dataset: str
+    trainer: str = "nnUNetTrainer"
+    plans: str = "nnUNetPlans"
+    configuration: str = "3d_fullres"
+    folds: tuple[str, ...] = ("0", "1", "2", "3", "4")
+    checkpoint: str = "checkpoint_final.pth"
+
+    def model_folder(self, results_root: Path) -> Path:
+        name = find_dataset_name(self.dataset, results_root)
+        return results_root / name / f"{self.trainer}__{self.plans}__{self.configuration}"
+
+
+def _check_input_folder(folder: Path, file_ending: str, num_channels: int) -> list[str]:
+    """Case identifiers of an input folder whose files are ``CASE_XXXX<ending>``; every case needs all channels."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Input folder {folder} does not exist.")
+    files = sorted(p.name for p in folder.iterdir() if p.name.endswith(file_ending))
+    channels: dict[str, list[int]] = {}
+    for name in files:
+        match = re.fullmatch(r"(.+)_(\d{4})" + re.escape(file_ending), name)
+        if not match:
+            raise ValueError(f"{folder / name}: input files must be named CASE_XXXX{file_ending} (XXXX = channel, "
+                             f"e.g. CASE_0000{file_ending}); rename it.")
+        channels.setdefault(match.group(1), []).append(int(match.group(2)))
+    if not channels:
+        raise FileNotFoundError(f"No *_0000{file_ending} images in {folder}.")
+    wrong = {c: ch for c, ch in channels.items() if sorted(ch) != list(range(num_channels))}
+    if wrong:
+        case, found = next(iter(wrong.items()))
+        raise ValueError(f"The model expects {num_channels} channel(s) per case (_0000..._{num_channels - 1:04d}) but "
+                         f"case {case} in {folder} has channels {sorted(found)} ({len(wrong)} case(s) affected). "
+                         f"Provide exactly the channels the model was trained with.")
+    return sorted(channels)
+
+
+def load_predictor(spec: ModelSpec, *, device: str | None = None, tile_step_size: float = 0.5,
+                   use_mirroring: bool = True, verbose: bool = False):
+    """An initialised ``nnUNetPredictor`` for ``spec`` (checkpoints loaded with ``weights_only=True``).
+
+    Raises:
+        FileNotFoundError: the model folder or a fold's checkpoint is missing.
+    """
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    folder = spec.model_folder(require_nnunet_paths().results)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Model folder {folder} does not exist; train it with radconf_train "
+                                f"{spec.dataset} {spec.configuration} FOLD -tr {spec.trainer} -p {spec.plans}.")
+    checkpoints = []
+    for fold in spec.folds:
+        path = folder / f"fold_{fold}" / spec.checkpoint
+        if not path.is_file():
+            trained = sorted(p.parent.name for p in folder.glob(f"fold_*/{spec.checkpoint}"))
+            raise FileNotFoundError(f"{path} not found (folds with {spec.checkpoint}: {', '.join(trained) or 'none'}). "
+                                    f"Pass -f with trained folds or finish training fold {fold}.")
+        checkpoints.append(safe_load_checkpoint(path))
+    plans_manager = PlansManager(load_json(str(folder / "plans.json")))
+    dataset_json = load_json(str(folder / "dataset.json"))
+    configuration_manager = plans_manager.get_configuration(checkpoints[0]["init_args"]["configuration"])
+    trainer_class = find_class(checkpoints[0]["trainer_name"], "trainer")
+    num_inputs = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
+    num_outputs = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
+    network = trainer_class.build_network_architecture(plans_manager, configuration_manager, num_inputs, num_outputs,
+                                                       enable_deep_supervision=False)
+    parameters = [c["network_weights"] for c in checkpoints]
+    network.load_state_dict(parameters[0])
+    predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=use_mirroring,
+                                perform_everything_on_device=True, device=make_device(device), verbose=verbose,
+                                verbose_preprocessing=False, allow_tqdm=True)
+    predictor.manual_initialization(network, plans_manager, configuration_manager, parameters, dataset_json,
+                                    trainer_class.__name__, checkpoints[0].get("inference_allowed_mirroring_axes"))
+    return predictor
+
+
+def predict(input_folder: str | Path, output_folder: str | Path, models: Sequence[ModelSpec], *,
+            device: str | None = None, save_probabilities: bool = False, overwrite: bool = True,
+            num_processes: int = 2, tile_step_size: float = 0.5, use_mirroring: bool = True) -> list[str]:
+    """Predicts every case of ``input_folder`` into ``output_folder``.
+
+    Args:
+        input_folder: images named ``CASE_XXXX<file_ending>``.
+        output_folder: where segmentations (and ``.npz`` probabilities) go.
+        models: the model(s); one model for now (its folds are averaged by nnU-Net).
+        device: ``cpu``/``cuda``/``mps``; None = cuda when available, else cpu.
+        save_probabilities: also write ``CASE.npz``/``CASE.pkl`` as nnU-Net does.
+        overwrite: recompute cases whose output exists.
+        num_processes: preprocessing and export workers.
+        tile_step_size: sliding-window step as a fraction of the patch.
+        use_mirroring: test-time mirroring.
+
+    Returns:
+        The case identifiers predicted.
+    """
+    if len(models) != 1:
+        raise ValueError(f"Exactly one model spec is supported by radconf_predict for now, got {len(models)}.")
+    predictor = load_predictor(models[0], device=device, tile_step_size=tile_step_size, use_mirroring=use_mirroring)
+    dataset_json = predictor.dataset_json
+    cases = _check_input_folder(Path(input_folder), dataset_json["file_ending"], len(dataset_json["channel_names"]))
+    Path(output_folder).mkdir(parents=True, exist_ok=True)
+    predictor.predict_from_files(str(input_folder), str(output_folder), save_probabilities=save_probabilities,
+                                 overwrite=overwrite, num_processes_preprocessing=num_processes,
+                                 num_processes_segmentation_export=num_processes)
+    return cases

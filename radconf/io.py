@@ -1,0 +1,72 @@
+"""Atomic file writing and small image helpers shared by radconf's commands."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _temporary_sibling(path: Path) -> Path:
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Writes text so that readers never see a half-written file (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_image(path: str | os.PathLike, image: Any) -> Path:
+    """Writes a SimpleITK image atomically; the temp file keeps the extension so SimpleITK picks the format."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(path)
+    try:
+        sitk.WriteImage(image, str(tmp), True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def array_to_image(array: np.ndarray, spacing_zyx: tuple[float, ...], origin_xyz: tuple[float, ...] | None = None):
+    """numpy (z, y, x) array -> SimpleITK image with spacing given in the same (z, y, x) order."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(float(s) for s in reversed(spacing_zyx)))
+    if origin_xyz is not None:
+        image.SetOrigin(tuple(float(o) for o in origin_xyz))
+    return image
+
+
+def atomic_save_figure(figure: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
+    """Saves a matplotlib figure atomically (format taken from the file's extension)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(path)
+    try:
+        figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", **savefig_kwargs)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

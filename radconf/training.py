@@ -1,0 +1,189 @@
+"""Training with nnU-Net's loop and checkpoint logic; trainers are resolved in radconf and in nnU-Net."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+from radconf.dataset_checks import find_dataset_name
+from radconf.paths import require_nnunet_paths
+from radconf.registry import find_class
+
+
+def default_device() -> str:
+    """``cuda`` when available, else ``cpu`` (nnU-Net's default of cuda fails on a laptop)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def make_device(name: str | None):
+    import torch
+
+    name = name or default_device()
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"-device must be cpu, cuda or mps, got {name!r}.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("-device cuda was requested but torch sees no CUDA GPU; use -device cpu, or install a CUDA "
+                         "build of torch.")
+    if name == "cpu":
+        torch.set_num_threads(multiprocessing.cpu_count())
+    elif name == "cuda":
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)
+    return torch.device(name)
+
+
+def safe_load_checkpoint(path: str | Path) -> dict:
+    """Loads an nnU-Net checkpoint with ``weights_only=True`` (no arbitrary code runs from the file)."""
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Checkpoint {path} does not exist.") from None
+    except Exception as error:  # unpickling refused: the file holds more than tensors and plain containers
+        raise ValueError(f"{path} cannot be loaded safely (weights_only=True): {error}. Only load checkpoints "
+                         f"from sources you trust.") from None
+
+
+def load_pretrained_weights(network, path: str | Path) -> list[str]:
+    """Copies every parameter except the final segmentation layers from a checkpoint (loaded safely).
+
+    Same rule as nnU-Net's ``load_pretrained_weights``: names and shapes must match everywhere but in
+    ``.seg_layers.``, so a model pre-trained with other output classes can be fine-tuned.
+
+    Returns:
+        The names of the transferred tensors.
+
+    Raises:
+        ValueError: listing the tensors that are missing or have another shape.
+    """
+    pretrained = safe_load_checkpoint(path)["network_weights"]
+    module = getattr(network, "module", network)
+    module = getattr(module, "_orig_mod", module)
+    own = module.state_dict()
+    transfer = [k for k in own if ".seg_layers." not in k]
+    bad = [f"{k} (missing)" if k not in pretrained else f"{k} {tuple(pretrained[k].shape)} != {tuple(own[k].shape)}"
+           for k in transfer if k not in pretrained or pretrained[k].shape != own[k].shape]
+    if bad:
+        raise ValueError(f"Pretrained weights {path} do not fit this network ({len(bad)} tensors differ, e.g. "
+                         f"{'; '.join(bad[:3])}). Pre-train with the same plans (architecture) as the fine-tuning.")
+    own.update({k: pretrained[k] for k in transfer})
+    module.load_state_dict(own)
+    print(f"radconf: loaded {len(transfer)} pretrained tensors from {path} (segmentation layers left as initialised)")
+    return transfer
+
+
+def build_trainer(dataset: str | int, configuration: str, fold: int | str, *, trainer: str = "nnUNetTrainer",
+                  plans: str = "nnUNetPlans", device: str | None = None, continue_training: bool = False):
+    """Instantiates a trainer exactly as nnU-Net does, with radconf's class lookup and clear errors."""
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+
+    paths = require_nnunet_paths()
+    trainer_class = find_class(trainer, "trainer")
+    name = find_dataset_name(dataset, paths.preprocessed, paths.raw)
+    plans_file = paths.preprocessed / name / f"{plans}.json"
+    if not plans_file.is_file():
+        available = sorted(p.stem for p in (paths.preprocessed / name).glob("*Plans*.json"))
+        raise FileNotFoundError(f"Plans {plans_file} not found (available: {', '.join(available) or 'none'}). Run "
+                                f"radconf_plan_and_preprocess -d {name} first, and pass -p with the plans name.")
+    plans_dict = load_json(str(plans_file))
+    if configuration not in plans_dict["configurations"]:
+        raise ValueError(f"Configuration {configuration!r} is not in {plans_file.name}; available: "
+                         f"{', '.join(plans_dict['configurations'])}.")
+    if fold != "all":
+        fold = int(fold)
+    plans_dict["continue_training"] = continue_training  # nnU-Net's trainer pops this key
+    dataset_json = load_json(str(paths.preprocessed / name / "dataset.json"))
+    return trainer_class(plans=plans_dict, configuration=configuration, fold=fold, dataset_json=dataset_json,
+                         device=make_device(device))
+
+
+def _find_resume_checkpoint(output_folder: Path) -> Path | None:
+    for name in ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth"):
+        if (output_folder / name).is_file():
+            return output_folder / name
+    return None
+
+
+def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: str = "nnUNetTrainer",
+          plans: str = "nnUNetPlans", device: str | None = None, continue_training: bool = False,
+          only_validation: bool = False, export_npz: bool = False, pretrained_weights: str | None = None,
+          epochs: int | None = None, iterations_per_epoch: int | None = None, validate: bool = True,
+          disable_checkpointing: bool = False) -> Path:
+    """Trains (or resumes, or only validates) one fold, like ``nnUNetv2_train``.
+
+    Args:
+        dataset: dataset id or name.
+        configuration: plans configuration, e.g. ``3d_fullres``.
+        fold: 0-4 or ``"all"``.
+        trainer: trainer class name (radconf's or nnU-Net's).
+        plans: plans identifier.
+        device: ``cpu``, ``cuda`` or ``mps``; None picks cuda when available, else cpu.
+        continue_training: resume from the latest checkpoint (nnU-Net's ``--c``).
+        only_validation: only run the final validation of a finished training (``--val``).
+        export_npz: save validation probabilities (``--npz``).
+        pretrained_weights: checkpoint whose weights initialise the network.
+        epochs: overrides the trainer's number of epochs.
+        iterations_per_epoch: overrides training iterations per epoch; validation iterations per epoch become
+            a fifth of it (at least 1), nnU-Net's default ratio.
+        validate: run nnU-Net's final validation on the fold's validation cases.
+        disable_checkpointing: do not write checkpoints.
+
+    Returns:
+        The fold's output folder.
+    """
+    if continue_training and only_validation:
+        raise ValueError("--c and --val exclude each other: --c resumes training, --val only validates.")
+    if continue_training and pretrained_weights:
+        raise ValueError("Pretrained weights only initialise a new training; drop -pretrained_weights with --c.")
+    nnunet_trainer = build_trainer(dataset, configuration, fold, trainer=trainer, plans=plans, device=device,
+                                   continue_training=continue_training)
+    if epochs is not None:
+        nnunet_trainer.num_epochs = int(epochs)
+    if iterations_per_epoch is not None:
+        nnunet_trainer.num_iterations_per_epoch = int(iterations_per_epoch)
+        nnunet_trainer.num_val_iterations_per_epoch = max(1, int(iterations_per_epoch) // 5)
+    nnunet_trainer.disable_checkpointing = disable_checkpointing
+    output_folder = Path(nnunet_trainer.output_folder)
+    _record_overrides(output_folder, epochs, iterations_per_epoch)
+
+    checkpoint = None
+    if continue_training:
+        checkpoint = _find_resume_checkpoint(output_folder)
+        if checkpoint is None:
+            print(f"radconf: no checkpoint in {output_folder} to continue from; starting a new training.")
+    elif only_validation:
+        checkpoint = output_folder / "checkpoint_final.pth"
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"{checkpoint} not found: --val needs a finished training.")
+    elif pretrained_weights:
+        if not Path(pretrained_weights).is_file():
+            raise FileNotFoundError(f"Pretrained weights {pretrained_weights} not found.")
+        nnunet_trainer.initialize()
+        load_pretrained_weights(nnunet_trainer.network, pretrained_weights)
+    if checkpoint is not None:
+        nnunet_trainer.load_checkpoint(safe_load_checkpoint(checkpoint))
+
+    if nnunet_trainer.device.type == "cuda":
+        from torch.backends import cudnn
+
+        cudnn.deterministic = False
+        cudnn.benchmark = True
+    if not only_validation:
+        nnunet_trainer.run_training()
+    if validate or only_validation:
+        nnunet_trainer.perform_actual_validation(export_npz)
+    return output_folder
+
+
+def _record_overrides(output_folder: Path, epochs: int | None, iterations_per_epoch: int | None) -> None:
+    if epochs is None and iterations_per_epoch is None:
+        return
+    from radconf.io import atomic_write_json
+
+    output_folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output_folder / "radconf_training_overrides.json",
+                      {"epochs": epochs, "iterations_per_epoch": iterations_per_epoch})
+    print(f"radconf: training length overridden: {json.dumps({'epochs': epochs, 'iterations': iterations_per_epoch})}")

@@ -1,0 +1,59 @@
+"""radconf: radiotherapy auto-contouring on top of nnU-Net v2.
+
+The installed import names all live under ``radconf``: the top-level folders ``planners/``, ``trainers/`` and
+``datasets/`` are installed as ``radconf.planners``, ``radconf.trainers`` and ``radconf.datasets`` so that no
+generic top-level module names land in site-packages.
+"""
+from setuptools import setup
+
+PACKAGE_DIRS = {
+    "radconf": "radconf",
+    "radconf.planners": "planners",
+    "radconf.trainers": "trainers",
+    "radconf.datasets": "datasets",
+    "radconf.datasets.phantom": "datasets/phantom",
+}
+
+ENTRY_POINTS = [
+    "radconf_plan_and_preprocess = radconf.cli.plan_and_preprocess:main",
+    "radconf_train = radconf.cli.train:main",
+    "radconf_predict = radconf.cli.predict:main",
+    "radconf_evaluate = radconf.cli.evaluate:main",
+    "radconf_compare = radconf.cli.compare:main",
+    "radconf_demo = radconf.cli.demo:main",
+    "radconf_generate_phantom = radconf.cli.generate_phantom:main",
+]
+
+setup(
+    name="radconf",
+    version="0.1.0",
+    description="Self-configuring radiotherapy auto-contouring built on nnU-Net v2",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=list(PACKAGE_DIRS),
+    package_dir=PACKAGE_DIRS,
+    package_data={"radconf": ["py.typed"]},
+    install_requires=[
+        # radconf subclasses nnU-Net's planners/trainers and calls its internals (plans layout, predictor
+        # initialisation, run_training helpers); those change between minor releases, so pin to 2.8.x.
+        "nnunetv2>=2.8.1,<2.9",
+        "torch>=2.1",
+        "batchgenerators>=0.25",
+        "batchgeneratorsv2>=0.3,<0.4",
+        "dynamic-network-architectures>=0.4,<0.5",
+        "acvl-utils>=0.2,<0.3",
+        "SimpleITK>=2.2",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "matplotlib>=3.6",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # test-only oracles and statistics references
+        "test": ["pytest>=7", "surface-distance==0.1", "statsmodels>=0.14"],
+        # peers measured in benchmarks/
+        "benchmark": ["monai>=1.3", "surface-distance==0.1"],
+    },
+    entry_points={"console_scripts": ENTRY_POINTS},
+)

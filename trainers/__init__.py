@@ -1,0 +1,1 @@
+"""nnUNetTrainer subclasses shipped with radconf (installed as ``radconf.trainers``)."""
