@@ -14,14 +14,13 @@ CPU_PLANS_NAME = "radconfCPUPlans"
 
 
 class CPUPresetPlanner(ExperimentPlanner):
-    """Plain U-Net with 8-64 features and one conv per decoder stage, planned for a ~0.1 GB budget."""
+    """Plain U-Net with 8-64 features and one conv per decoder stage, planned for a ~0.05 GB budget."""
 
     base_num_features = 8
     max_num_features = 64
-    memory_target_gb = 0.1
 
     def __init__(self, dataset_name_or_id: Union[str, int],
-                 gpu_memory_target_in_gb: float = 0.1,
+                 gpu_memory_target_in_gb: float = 0.05,
                  preprocessor_name: str = 'DefaultPreprocessor', plans_name: str = CPU_PLANS_NAME,
                  overwrite_target_spacing: Union[List[float], Tuple[float, ...]] = None,
                  suppress_transpose: bool = False):

@@ -6,6 +6,7 @@ import multiprocessing
 from pathlib import Path
 
 from radconf.dataset_checks import find_dataset_name
+from radconf.nnunet_compat import restore_trainer_state
 from radconf.paths import require_nnunet_paths
 from radconf.registry import find_class
 
@@ -34,16 +35,38 @@ def make_device(name: str | None):
     return torch.device(name)
 
 
-def safe_load_checkpoint(path: str | Path) -> dict:
-    """Loads an nnU-Net checkpoint with ``weights_only=True`` (no arbitrary code runs from the file)."""
-    import torch
+def _numpy_scalar_globals() -> list:
+    """numpy's scalar reconstructor and dtype classes: plain data that nnU-Net's checkpoint logs contain."""
+    import numpy as np
 
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Checkpoint {path} does not exist.") from None
-    except Exception as error:  # unpickling refused: the file holds more than tensors and plain containers
-        raise ValueError(f"{path} cannot be loaded safely (weights_only=True): {error}. Only load checkpoints "
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")] if hasattr(np, "dtypes") else []
+    return [scalar, np.dtype, *dtypes]
+
+
+def safe_load_checkpoint(path: str | Path) -> dict:
+    """Loads an nnU-Net checkpoint with ``weights_only=True`` (no arbitrary code runs from the file).
+
+    nnU-Net's checkpoints hold tensors, plain containers and numpy scalars in their training log; only numpy's
+    scalar and dtype reconstructors are allowed besides torch's defaults.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file needs more than that to load.
+    """
+    import torch
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"Checkpoint {path} does not exist.")
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling refused: the file holds more than tensors and plain data
+        first_line = str(error).strip().splitlines()[0]
+        raise ValueError(f"{path} cannot be loaded safely (weights_only=True): {first_line}. Only load checkpoints "
                          f"from sources you trust.") from None
 
 
@@ -92,10 +115,14 @@ def build_trainer(dataset: str | int, configuration: str, fold: int | str, *, tr
     if configuration not in plans_dict["configurations"]:
         raise ValueError(f"Configuration {configuration!r} is not in {plans_file.name}; available: "
                          f"{', '.join(plans_dict['configurations'])}.")
+    dataset_json = load_json(str(paths.preprocessed / name / "dataset.json"))
     if fold != "all":
         fold = int(fold)
+        cases = int(dataset_json.get("numTraining", 0))
+        if cases < 5 and not (paths.preprocessed / name / "splits_final.json").is_file():
+            raise ValueError(f"{name} has {cases} training cases but nnU-Net's 5-fold split needs at least 5. Train "
+                             f"fold 'all', or put your own splits_final.json into {paths.preprocessed / name}.")
     plans_dict["continue_training"] = continue_training  # nnU-Net's trainer pops this key
-    dataset_json = load_json(str(paths.preprocessed / name / "dataset.json"))
     return trainer_class(plans=plans_dict, configuration=configuration, fold=fold, dataset_json=dataset_json,
                          device=make_device(device))
 
@@ -164,7 +191,7 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
         nnunet_trainer.initialize()
         load_pretrained_weights(nnunet_trainer.network, pretrained_weights)
     if checkpoint is not None:
-        nnunet_trainer.load_checkpoint(safe_load_checkpoint(checkpoint))
+        restore_trainer_state(nnunet_trainer, safe_load_checkpoint(checkpoint))
 
     if nnunet_trainer.device.type == "cuda":
         from torch.backends import cudnn

@@ -24,5 +24,5 @@ def nnunet_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Pa
 def tiny_phantom(nnunet_dirs: dict[str, Path]):
     from radconf.datasets.phantom.writer import write_phantom_dataset
 
-    return write_phantom_dataset(nnunet_dirs["nnUNet_raw"], dataset_id=990, num_train=4, num_test=1, config=TINY,
+    return write_phantom_dataset(nnunet_dirs["nnUNet_raw"], dataset_id=990, num_train=5, num_test=1, config=TINY,
                                  show_progress=False)

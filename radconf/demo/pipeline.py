@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PLANS = "radconfCPUPlans"
+# nnU-Net's trainer without data augmentation: on a few CPU cores and a budget of ~900 iterations it converges
+# several times faster than the default trainer (measured: default trainer, 500 iterations -> GTV and rectum still
+# at Dice 0; NoDA -> all four structures > 0.85 by 750 iterations). Phantom test cases share the training
+# distribution, so the missing augmentation costs little here; real data should use the default trainer on a GPU.
+TRAINER = "nnUNetTrainerNoDA"
 
 
 @dataclass(frozen=True)
@@ -20,7 +25,7 @@ class DemoSettings:
 
     num_train: int = 16
     num_test: int = 4
-    epochs: int = 20
+    epochs: int = 18
     iterations_per_epoch: int = 50
     dataset_id: int = 501
 
@@ -38,19 +43,38 @@ class DemoResult:
     report: Path | None = None
 
 
-def _run_command(arguments: list[str], environment: dict[str, str], log: Path) -> None:
-    """Runs one radconf command in a child process, echoing its output and appending it to the demo log."""
-    import os
+def _run_command(arguments: list[str], environment: dict[str, str], log: Path, progress: tuple[str, int, str] | None
+                 = None) -> None:
+    """Runs one radconf command in a child process; its output goes to the demo log.
 
-    env = {**os.environ, **environment}
-    print(f"\n$ {' '.join(arguments)}", flush=True)
+    Args:
+        arguments: module and arguments (run as ``python -m``).
+        environment: variables added to this process's environment for the child.
+        log: the demo log.
+        progress: (description, total, regex) - a tqdm bar advanced by every output line matching the regex.
+    """
+    import os
+    import re
+
+    from tqdm import tqdm
+
+    shown = " ".join(["radconf_" + arguments[0].rsplit(".", 1)[-1], *arguments[1:]])
+    print(f"$ {shown}", flush=True)
+    bar = tqdm(total=progress[1], desc=progress[0], unit="step") if progress else None
     with open(log, "a", encoding="utf-8") as handle:
-        handle.write(f"\n$ {' '.join(arguments)}\n")
+        handle.write(f"\n$ {shown}\n")
         handle.flush()
-        process = subprocess.run([sys.executable, "-m", *arguments], env=env, stdout=handle,
-                                 stderr=subprocess.STDOUT, check=False)
-    if process.returncode != 0:
-        raise RuntimeError(f"'{' '.join(arguments)}' failed (exit {process.returncode}); see {log} for its output.")
+        process = subprocess.Popen([sys.executable, "-m", *arguments], env={**os.environ, **environment},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in process.stdout:
+            handle.write(line)
+            if bar is not None and re.search(progress[2], line):
+                bar.update(1)
+        returncode = process.wait()
+    if bar is not None:
+        bar.close()
+    if returncode != 0:
+        raise RuntimeError(f"'{shown}' failed (exit {returncode}); see {log} for its output.")
 
 
 def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None = None,
@@ -97,14 +121,15 @@ def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None 
                  environment, log)
     done("plan_and_preprocess")
     stage("train")
-    _run_command(["radconf.cli.train", dataset, "3d_fullres", fold, "-p", PLANS, "-device", device,
+    _run_command(["radconf.cli.train", dataset, "3d_fullres", fold, "-tr", TRAINER, "-p", PLANS, "-device", device,
                   "--epochs", str(settings.epochs), "--iterations-per-epoch", str(settings.iterations_per_epoch),
-                  "--no-val"], environment, log)
+                  "--no-val", "--c"], environment, log, progress=("training epochs", settings.epochs, r"Epoch time:"))
     done("train")
     stage("predict")
     predictions = output / "predictions"
     _run_command(["radconf.cli.predict", "-i", str(phantom.folder / "imagesTs"), "-o", str(predictions),
-                  "-d", dataset, "-c", "3d_fullres", "-p", PLANS, "-f", fold, "-device", device], environment, log)
+                  "-d", dataset, "-c", "3d_fullres", "-tr", TRAINER, "-p", PLANS, "-f", fold, "-device", device],
+                 environment, log, progress=("predicting cases", settings.num_test, r"^Predicting "))
     done("predict")
     stage("evaluate")
     from radconf.evaluation import evaluate_folders
@@ -123,7 +148,7 @@ def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None 
                             "hd95_sd": evaluation.summary[name]["hd95_mm"]["sd"]} for name in structures}
     result = DemoResult(output=output, mean_dice=float(evaluation.mean_dice), per_structure=per_structure,
                         timings_s=timings)
-    training_folder = paths.results / phantom.folder.name / f"nnUNetTrainer__{PLANS}__3d_fullres" / f"fold_{fold}"
+    training_folder = paths.results / phantom.folder.name / f"{TRAINER}__{PLANS}__3d_fullres" / f"fold_{fold}"
     result.report = write_report(result, phantom, predictions, structures, training_folder, settings)
     done("report")
     return result

@@ -23,9 +23,10 @@ def _run(command: list[str], env: dict[str, str], expect_ok: bool = True) -> sub
 
 
 def test_plan_train_resume_predict_evaluate(tiny_phantom, nnunet_dirs, tmp_path):
-    env = {**os.environ, **{k: str(v) for k, v in nnunet_dirs.items()}, "nnUNet_n_proc_DA": "0"}
+    env = {**os.environ, **{k: str(v) for k, v in nnunet_dirs.items()}}
     raw = tiny_phantom.folder
     _run(["radconf_plan_and_preprocess", "-d", "990", "--preset", "cpu", "-np", "1"], env)
+    env["nnUNet_n_proc_DA"] = "0"  # single-threaded augmentation for training (nnU-Net's planner needs it > 0)
     plans = json.loads((nnunet_dirs["nnUNet_preprocessed"] / raw.name / "radconfCPUPlans.json").read_text())
     assert plans["experiment_planner_used"] == "CPUPresetPlanner"
 
@@ -37,6 +38,8 @@ def test_plan_train_resume_predict_evaluate(tiny_phantom, nnunet_dirs, tmp_path)
     assert json.loads((fold / "radconf_training_overrides.json").read_text())["iterations_per_epoch"] == 2
     summary = json.loads((fold / "validation" / "summary.json").read_text())  # nnU-Net's own final validation
     assert "mean" in summary
+
+    _check_restore_matches_nnunet(fold / "checkpoint_final.pth", nnunet_dirs)
 
     resumed = _run(train + ["--epochs", "2", "--c", "--no-val"], env)  # continues at epoch 1, trains one more
     assert "Epoch 1" in resumed.stdout and "Epoch 0\n" not in resumed.stdout
@@ -71,3 +74,22 @@ def test_cli_errors_are_one_clear_line(nnunet_dirs, tiny_phantom):
 
     no_plans = _run(["radconf_train", "990", "3d_fullres", "0", "-p", "radconfCPUPlans"], env, expect_ok=False)
     assert no_plans.returncode == 2 and "radconf_plan_and_preprocess" in no_plans.stderr
+
+
+def _check_restore_matches_nnunet(checkpoint, nnunet_dirs) -> None:
+    """radconf's weights_only restore must leave the trainer exactly as nnU-Net's own path-based restore."""
+    import torch
+
+    from radconf.nnunet_compat import restore_trainer_state
+    from radconf.training import build_trainer, safe_load_checkpoint
+
+    ours = build_trainer(990, "3d_fullres", 0, plans="radconfCPUPlans", device="cpu", continue_training=True)
+    restore_trainer_state(ours, safe_load_checkpoint(checkpoint))
+    theirs = build_trainer(990, "3d_fullres", 0, plans="radconfCPUPlans", device="cpu", continue_training=True)
+    theirs.load_checkpoint(str(checkpoint))
+    assert ours.current_epoch == theirs.current_epoch == 1
+    assert ours._best_ema == theirs._best_ema
+    assert ours.logger.get_checkpoint() == theirs.logger.get_checkpoint()
+    for (k, a), (_, b) in zip(ours.network.state_dict().items(), theirs.network.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert str(ours.optimizer.state_dict()) == str(theirs.optimizer.state_dict())

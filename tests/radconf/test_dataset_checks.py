@@ -31,7 +31,7 @@ def test_find_dataset_name_lists_what_exists(tiny_phantom, nnunet_dirs):
 
 
 def test_valid_phantom_passes(tiny_phantom):
-    assert check_raw_dataset(tiny_phantom.folder)["numTraining"] == 4
+    assert check_raw_dataset(tiny_phantom.folder)["numTraining"] == 5
 
 
 def test_problems_are_reported_with_file_and_fix_and_nothing_changes(tiny_phantom, tmp_path):
