@@ -54,7 +54,8 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(args.work).resolve()
-    env = {**os.environ, "nnUNet_raw": str(work / "nnUNet_raw"), "nnUNet_preprocessed": str(work / "nnUNet_preprocessed")}
+    env = {**os.environ, "nnUNet_raw": str(work / "nnUNet_raw"),
+           "nnUNet_preprocessed": str(work / "nnUNet_preprocessed")}
     from radconf.datasets.phantom.writer import write_phantom_dataset
 
     write_phantom_dataset(work / "nnUNet_raw", dataset_id=501, num_train=16, num_test=0)

@@ -21,7 +21,8 @@ def dataset_id_of(dataset: str | int) -> int:
     """
     match = re.fullmatch(r"(?:Dataset)?(\d{1,3})(?:_\w+)?", str(dataset))
     if not match:
-        raise ValueError(f"{dataset!r} is neither a dataset id (e.g. 501) nor a dataset name (e.g. Dataset501_Phantom).")
+        raise ValueError(f"{dataset!r} is neither a dataset id (e.g. 501) nor a dataset name "
+                         f"(e.g. Dataset501_Phantom).")
     return int(match.group(1))
 
 

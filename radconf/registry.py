@@ -21,7 +21,8 @@ _KINDS = {
     "trainer": ("radconf.trainers", ("training", "nnUNetTrainer"), "nnunetv2.training.nnUNetTrainer",
                 "nnunetv2.training.nnUNetTrainer.nnUNetTrainer:nnUNetTrainer", "Trainer"),
     "planner": ("radconf.planners", ("experiment_planning",), "nnunetv2.experiment_planning",
-                "nnunetv2.experiment_planning.experiment_planners.default_experiment_planner:ExperimentPlanner", "Planner"),
+                "nnunetv2.experiment_planning.experiment_planners.default_experiment_planner:ExperimentPlanner",
+                "Planner"),
 }
 
 

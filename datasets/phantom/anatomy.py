@@ -2,8 +2,9 @@
 
 Label ids are those of the main label map ``labelsTr/<case>.nii.gz``. The femoral heads are in every image but
 labelled only on request: labelled bone drives nnU-Net's CT normalisation (percentiles of labelled voxels) and
-squashes soft-tissue contrast for small networks, and left/right labels need training without x-mirroring. The CTV overlaps the GTV and the readers'
-GTV contours overlap each other, so both are stored as separate binary masks (``ctvTr/`` and ``readers/``).
+squashes soft-tissue contrast for small networks, and left/right labels need training without x-mirroring.
+The CTV overlaps the GTV and the readers' GTV contours overlap each other, so both are stored as separate binary
+masks (``ctvTr/`` and ``readers/``).
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ class Structure:
 
 STRUCTURES: tuple[Structure, ...] = (
     Structure("bladder", 1, 8.0, "urinary bladder, ellipsoid anterior in the pelvis, filled with urine"),
-    Structure("rectum", 2, 42.0, "rectum, curved tube posterior to the bladder, wall with an occasional gas pocket"),
+    Structure("rectum", 2, 42.0, "rectum, curved tube posterior to the bladder: 3 mm wall, mottled faecal lumen, "
+                                 "gas in half of the cases"),
     Structure("gluteal_muscles", 3, 52.0, "left and right gluteal muscle compartments, posterior-lateral (one label, "
                                           "so that nnU-Net's left-right mirroring is harmless)"),
     Structure("gtv", 4, 78.0, "gross tumour volume: lobulated enhancing mass between bladder and rectum"),

@@ -18,7 +18,8 @@ def _run(command: list[str], env: dict[str, str], expect_ok: bool = True) -> sub
     result = subprocess.run([str(BIN / command[0]), *command[1:]], env=env, capture_output=True, text=True,
                             timeout=600)
     if expect_ok and result.returncode != 0:
-        pytest.fail(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        pytest.fail(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
+                    f"{result.stderr[-3000:]}")
     return result
 
 
@@ -65,7 +66,8 @@ def test_cli_errors_are_one_clear_line(nnunet_dirs, tiny_phantom):
     unknown_trainer = _run(["radconf_train", "990", "3d_fullres", "0", "-tr", "NoSuchTrainer"], env,
                            expect_ok=False)
     assert unknown_trainer.returncode == 2
-    assert "Unknown trainer 'NoSuchTrainer'" in unknown_trainer.stderr and "nnUNetTrainer_5epochs" in unknown_trainer.stderr
+    assert "Unknown trainer 'NoSuchTrainer'" in unknown_trainer.stderr
+    assert "nnUNetTrainer_5epochs" in unknown_trainer.stderr
     assert "Traceback" not in unknown_trainer.stderr
 
     unknown_dataset = _run(["radconf_plan_and_preprocess", "-d", "777", "--preset", "cpu"], env, expect_ok=False)
