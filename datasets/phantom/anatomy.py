@@ -30,8 +30,8 @@ class Structure:
 
 STRUCTURES: tuple[Structure, ...] = (
     Structure("bladder", 1, 8.0, "urinary bladder, ellipsoid anterior in the pelvis, filled with urine"),
-    Structure("rectum", 2, 42.0, "rectum, curved tube posterior to the bladder: 3 mm wall, mottled faecal lumen, "
-                                 "gas in half of the cases"),
+    Structure("rectum", 2, 42.0, "rectum, curved tube posterior to the bladder, with a gas pocket in half of the "
+                                 "cases"),
     Structure("gluteal_muscles", 3, 52.0, "left and right gluteal muscle compartments, posterior-lateral (one label, "
                                           "so that nnU-Net's left-right mirroring is harmless)"),
     Structure("gtv", 4, 78.0, "gross tumour volume: lobulated enhancing mass between bladder and rectum"),

@@ -88,7 +88,6 @@ def _anatomy_masks(grid: Grid, rng: np.random.Generator) -> dict[str, np.ndarray
     z, y, x = grid.coords
     curve = 3.0 * np.sin(z / 30.0 + rng.uniform(0, 2 * np.pi))
     masks["rectum"] = ((y - 22.0) / 9.0) ** 2 + ((x - curve) / 11.0) ** 2 <= 1.0
-    masks["rectal_lumen"] = ((y - 22.0) / 6.0) ** 2 + ((x - curve) / 8.0) ** 2 <= 1.0
     masks["rectal_gas"] = masks["rectum"] & ellipsoid(grid, (jitter(30), 22.0, 0.0), (8.0, 4.0, 5.0)) \
         if rng.random() < 0.5 else np.zeros(grid.shape, bool)
     masks["prostate"] = ellipsoid(grid, (-14.0, 0.0, 0.0), (18.0, 13.0, 18.0))
@@ -143,8 +142,6 @@ def _render_ct(masks: dict[str, np.ndarray], tissue: np.ndarray, grid: Grid, noi
     hu[masks["prostate"] & (tissue == 0) & masks["body"]] = 38.0
     for name in ("bladder", "rectum"):
         hu[_is(tissue, name)] = anatomy.structure_by_name(name).hu
-    lumen = masks["rectal_lumen"] & _is(tissue, "rectum")
-    hu[lumen] = -110.0 + 60.0 * smooth_field(grid.shape, grid.spacing, 3.0, rng)[lumen]  # faeces, mottled
     hu[masks["rectal_gas"] & _is(tissue, "rectum")] = anatomy.GAS_HU
     gtv = _is(tissue, "gtv")
     texture = smooth_field(grid.shape, grid.spacing, 4.0, rng)

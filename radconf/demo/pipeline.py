@@ -25,7 +25,7 @@ class DemoSettings:
 
     num_train: int = 16
     num_test: int = 4
-    epochs: int = 16
+    epochs: int = 20
     iterations_per_epoch: int = 50
     dataset_id: int = 501
 
