@@ -117,6 +117,8 @@ def build_trainer(dataset: str | int, configuration: str, fold: int | str, *, tr
                          f"{', '.join(plans_dict['configurations'])}.")
     dataset_json = load_json(str(paths.preprocessed / name / "dataset.json"))
     if fold != "all":
+        if not str(fold).isdigit():
+            raise ValueError(f"Fold must be 0-4 or 'all', got {fold!r}.")
         fold = int(fold)
         cases = int(dataset_json.get("numTraining", 0))
         if cases < 5 and not (paths.preprocessed / name / "splits_final.json").is_file():
