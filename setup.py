@@ -50,8 +50,8 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        # test-only oracles and statistics references
-        "test": ["pytest>=7", "surface-distance==0.1", "statsmodels>=0.14"],
+        # test-only oracles: surface-distance and MONAI (surface metrics), statsmodels (FDR corrections)
+        "test": ["pytest>=7", "surface-distance==0.1", "statsmodels>=0.14", "monai>=1.3"],
         # peers measured in benchmarks/
         "benchmark": ["monai>=1.3", "surface-distance==0.1"],
     },
