@@ -1,4 +1,4 @@
-"""File handling of the evaluation: label images, dataset.json, case lists, atomic writes, CSV.
+"""File handling of the evaluation: label images, dataset.json, case lists, CSV (atomic writes from radconf.io).
 
 SimpleITK is imported inside the functions that need it, so importing :mod:`radconf.evaluation` stays cheap.
 Images are returned as numpy arrays in (z, y, x) order (``sitk.GetArrayFromImage``) together with their spacing in
@@ -11,7 +11,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,29 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from radconf.io import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported for the evaluation modules)
+
 DEFAULT_FILE_ENDING = ".nii.gz"
-
-
-# ----------------------------------------------------------------------------------------------------------- writing
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Writes ``data`` to a temporary file in the target folder, then renames it over ``path`` (``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """UTF-8 text version of :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def format_value(value: Any) -> str:
