@@ -90,7 +90,9 @@ def load_predictor(spec: ModelSpec, *, device: str | None = None, tile_step_size
                                                        enable_deep_supervision=False)
     parameters = [c["network_weights"] for c in checkpoints]
     network.load_state_dict(parameters[0])
-    predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=use_mirroring,
+    # a trainer whose network needs another sliding window (e.g. neighbouring slices as channels) names its predictor
+    predictor_class = getattr(trainer_class, "predictor_class", None) or nnUNetPredictor
+    predictor = predictor_class(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=use_mirroring,
                                 perform_everything_on_device=True, device=make_device(device), verbose=verbose,
                                 verbose_preprocessing=False, allow_tqdm=True)
     predictor.manual_initialization(network, plans_manager, configuration_manager, parameters, dataset_json,
