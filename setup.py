@@ -22,6 +22,7 @@ ENTRY_POINTS = [
     "radconf_compare = radconf.cli.compare:main",
     "radconf_demo = radconf.cli.demo:main",
     "radconf_generate_phantom = radconf.cli.generate_phantom:main",
+    "radconf_fuse_readers = radconf.cli.fuse_readers:main",
 ]
 
 setup(

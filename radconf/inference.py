@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from radconf.dataset_checks import find_dataset_name
+from radconf.ordinal import RADCONF_KEY, ordinal_levels
+from radconf.ordinal_outputs import finish_level_predictions
 from radconf.paths import require_nnunet_paths
 from radconf.registry import find_class
 from radconf.training import make_device, safe_load_checkpoint
@@ -102,7 +104,8 @@ def load_predictor(spec: ModelSpec, *, device: str | None = None, tile_step_size
 
 def predict(input_folder: str | Path, output_folder: str | Path, models: Sequence[ModelSpec], *,
             device: str | None = None, save_probabilities: bool = False, overwrite: bool = True,
-            num_processes: int = 2, tile_step_size: float = 0.5, use_mirroring: bool = True) -> list[str]:
+            num_processes: int = 2, tile_step_size: float = 0.5, use_mirroring: bool = True,
+            level_probabilities: bool = False, level_masks: Sequence[int] = ()) -> list[str]:
     """Predicts every case of ``input_folder`` into ``output_folder``.
 
     Args:
@@ -115,6 +118,8 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
         num_processes: preprocessing and export workers.
         tile_step_size: sliding-window step as a fraction of the patch.
         use_mirroring: test-time mirroring.
+        level_probabilities: confidence models only: write P(level >= c) maps (``level_probabilities/``).
+        level_masks: confidence models only: write binary masks ``level >= L`` for these L (``level<L>_masks/``).
 
     Returns:
         The case identifiers predicted.
@@ -124,8 +129,16 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
     predictor = load_predictor(models[0], device=device, tile_step_size=tile_step_size, use_mirroring=use_mirroring)
     dataset_json = predictor.dataset_json
     cases = _check_input_folder(Path(input_folder), dataset_json["file_ending"], len(dataset_json["channel_names"]))
+    ordinal = (dataset_json.get(RADCONF_KEY) or {}).get("ordinal", False)
+    if (level_probabilities or level_masks) and not ordinal:
+        raise ValueError(f"--level and --level_probabilities need a confidence-level model; {models[0].trainer} was "
+                         f"trained on labels {list(dataset_json['labels'])}.")
     Path(output_folder).mkdir(parents=True, exist_ok=True)
-    predictor.predict_from_files(str(input_folder), str(output_folder), save_probabilities=save_probabilities,
+    predictor.predict_from_files(str(input_folder), str(output_folder), save_probabilities=save_probabilities or ordinal,
                                  overwrite=overwrite, num_processes_preprocessing=num_processes,
                                  num_processes_segmentation_export=num_processes)
+    if ordinal:  # monotone decoding of the cumulative channels, probability maps, masks at chosen levels
+        finish_level_predictions(output_folder, ordinal_levels(dataset_json), dataset_json["file_ending"],
+                                 cumulative=predictor.label_manager.has_regions, keep_npz=save_probabilities,
+                                 probability_maps=level_probabilities, mask_levels=level_masks)
     return cases

@@ -45,6 +45,11 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
                                                                        plan_experiment_dataset, preprocess_dataset)
 
+    import os
+
+    if os.environ.get("nnUNet_n_proc_DA", "").strip() == "0":  # nnU-Net's planner calls set_num_threads(0) and dies
+        raise ValueError("nnUNet_n_proc_DA=0 is only valid for training (single-threaded augmentation); nnU-Net's "
+                         "planning crashes with it. Unset it for radconf_plan_and_preprocess.")
     paths = require_nnunet_paths()
     planner_class = find_class(planner, "planner")
     dataset_id = dataset_id_of(dataset)

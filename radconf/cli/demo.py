@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, m in result.per_structure.items():
             print(f"{name:<20} {m['dice']:7.3f} {m['hd95_mm']:9.2f}")
         print(f"{'mean':<20} {result.mean_dice:7.3f}")
+        confidence = result.confidence
+        print(f"\n=== confidence levels (GTV, K = {confidence.num_levels}) ===")
+        print(f"continuous Dice {confidence.continuous_dice:.3f}; per-level Dice "
+              + ", ".join(f"L{level} {dice:.3f}" for level, dice in confidence.level_dice.items())
+              + f"; readers' inter-reader Dice {confidence.reader_inter_dice:.3f}")
         print(f"wall time: {sum(result.timings_s.values()):.0f} s "
               f"({', '.join(f'{k} {v:.0f} s' for k, v in result.timings_s.items())})")
         print(f"report: {result.report}")

@@ -22,6 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-np", type=int, default=2, help="preprocessing/export worker processes")
     parser.add_argument("--save_probabilities", action="store_true", help="also write CASE.npz probabilities")
     parser.add_argument("--disable_tta", action="store_true", help="no test-time mirroring")
+    parser.add_argument("--level", type=int, nargs="+", default=[], metavar="L",
+                        help="confidence models: also write binary masks level >= L (e.g. --level 3)")
+    parser.add_argument("--level_probabilities", action="store_true",
+                        help="confidence models: also write P(level >= c) maps for c = 1..K")
     parser.add_argument("--continue_prediction", action="store_true", help="skip cases already predicted")
     return parser
 
@@ -38,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                          folds=tuple(args.f), checkpoint=args.chk)
         cases = predict(args.i, args.o, [spec], device=args.device, save_probabilities=args.save_probabilities,
                         overwrite=not args.continue_prediction, num_processes=args.np,
-                        tile_step_size=args.step_size, use_mirroring=not args.disable_tta)
+                        tile_step_size=args.step_size, use_mirroring=not args.disable_tta,
+                        level_probabilities=args.level_probabilities, level_masks=args.level)
         print(f"radconf: predicted {len(cases)} case(s) into {args.o}")
 
     return run_cli(run)

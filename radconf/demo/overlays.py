@@ -66,3 +66,42 @@ def plot_case_overlay(ct_path: Path, reference_path: Path, prediction_path: Path
     atomic_save_figure(fig, output_png, dpi=90)
     plt.close(fig)
     return output_png
+
+
+def plot_level_overlay(ct_path: Path, reference_path: Path, prediction_path: Path, num_levels: int,
+                       output_png: Path, window: tuple[float, float] = (-200, 300)) -> Path:
+    """Confidence maps over the CT (reference top, prediction bottom) with a level colour bar; level 0 not drawn.
+
+    Slices pass through the centroid of the reference's highest level present.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import BoundaryNorm
+
+    ct, spacing = _read(ct_path)
+    maps = {"reference": _read(reference_path)[0], "prediction": _read(prediction_path)[0]}
+    reference = maps["reference"]
+    top = int(reference.max())
+    centre = np.round(np.argwhere(reference == top).mean(0)).astype(int) if top else np.array(ct.shape) // 2
+    views = [("axial", np.s_[centre[0], :, :], spacing[1] / spacing[2]),
+             ("coronal", np.s_[::-1, centre[1], :], spacing[0] / spacing[2])]
+    colours = matplotlib.colormaps["jet"].resampled(num_levels)
+    norm = BoundaryNorm(np.arange(0.5, num_levels + 1.5), num_levels)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 9))
+    shown = None
+    for row, (name, levels) in enumerate(maps.items()):
+        for col, (title, index, aspect) in enumerate(views):
+            ax = axes[row, col]
+            ax.imshow(ct[index], cmap="gray", vmin=window[0], vmax=window[1], aspect=aspect, interpolation="nearest")
+            overlay = np.ma.masked_equal(levels[index].astype(float), 0)
+            shown = ax.imshow(overlay, cmap=colours, norm=norm, alpha=0.55, aspect=aspect, interpolation="nearest")
+            ax.set_title(f"{name}, {title}")
+            ax.set_axis_off()
+    bar = fig.colorbar(shown, ax=axes, ticks=range(1, num_levels + 1), shrink=0.6)
+    bar.set_label("confidence level (readers agreeing)")
+    fig.suptitle(Path(reference_path).name.split(".")[0])
+    atomic_save_figure(fig, output_png, dpi=90)
+    plt.close(fig)
+    return output_png

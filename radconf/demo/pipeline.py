@@ -8,8 +8,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PLANS = "radconfCPUPlans"
 # nnU-Net's trainer without data augmentation: on a few CPU cores and a budget of ~900 iterations it converges
@@ -28,6 +30,7 @@ class DemoSettings:
     epochs: int = 20
     iterations_per_epoch: int = 50
     dataset_id: int = 501
+    confidence_dataset_id: int = 502
 
     @classmethod
     def fast(cls) -> DemoSettings:
@@ -41,9 +44,10 @@ class DemoResult:
     per_structure: dict[str, dict[str, float]]
     timings_s: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
+    confidence: Any = None  # ConfidenceResult of the confidence workflow
 
 
-def _run_command(arguments: list[str], environment: dict[str, str], log: Path, progress: tuple[str, int, str] | None
+def run_command(arguments: list[str], environment: dict[str, str], log: Path, progress: tuple[str, int, str] | None
                  = None) -> None:
     """Runs one radconf command in a child process; its output goes to the demo log.
 
@@ -104,51 +108,49 @@ def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None 
     dataset = str(settings.dataset_id)
     fold = "all"
 
+    @contextmanager
     def stage(name: str):
-        timings[name] = -time.perf_counter()
         print(f"\n=== {name} ===", flush=True)
-
-    def done(name: str) -> None:
-        timings[name] += time.perf_counter()
+        start = time.perf_counter()
+        yield
+        timings[name] = time.perf_counter() - start
         print(f"--- {name}: {timings[name]:.1f} s", flush=True)
 
-    stage("phantom")
-    phantom = write_phantom_dataset(paths.raw, dataset_id=settings.dataset_id, num_train=settings.num_train,
-                                    num_test=settings.num_test)
-    done("phantom")
-    stage("plan_and_preprocess")
-    _run_command(["radconf.cli.plan_and_preprocess", "-d", dataset, "--preset", "cpu", "-c", "3d_fullres"],
-                 environment, log)
-    done("plan_and_preprocess")
-    stage("train")
-    _run_command(["radconf.cli.train", dataset, "3d_fullres", fold, "-tr", TRAINER, "-p", PLANS, "-device", device,
-                  "--epochs", str(settings.epochs), "--iterations-per-epoch", str(settings.iterations_per_epoch),
-                  "--no-val", "--c"], environment, log, progress=("training epochs", settings.epochs, r"Epoch time:"))
-    done("train")
-    stage("predict")
+    with stage("phantom"):
+        phantom = write_phantom_dataset(paths.raw, dataset_id=settings.dataset_id, num_train=settings.num_train,
+                                        num_test=settings.num_test)
+    with stage("plan_and_preprocess"):
+        run_command(["radconf.cli.plan_and_preprocess", "-d", dataset, "--preset", "cpu", "-c", "3d_fullres"],
+                    environment, log)
+    with stage("train"):
+        run_command(["radconf.cli.train", dataset, "3d_fullres", fold, "-tr", TRAINER, "-p", PLANS, "-device", device,
+                     "--epochs", str(settings.epochs), "--iterations-per-epoch", str(settings.iterations_per_epoch),
+                     "--no-val", "--c"], environment, log,
+                    progress=("training epochs", settings.epochs, r"Epoch time:"))
     predictions = output / "predictions"
-    _run_command(["radconf.cli.predict", "-i", str(phantom.folder / "imagesTs"), "-o", str(predictions),
-                  "-d", dataset, "-c", "3d_fullres", "-tr", TRAINER, "-p", PLANS, "-f", fold, "-device", device],
-                 environment, log, progress=("predicting cases", settings.num_test, r"^Predicting "))
-    done("predict")
-    stage("evaluate")
-    from radconf.evaluation import evaluate_folders
+    with stage("predict"):
+        run_command(["radconf.cli.predict", "-i", str(phantom.folder / "imagesTs"), "-o", str(predictions),
+                     "-d", dataset, "-c", "3d_fullres", "-tr", TRAINER, "-p", PLANS, "-f", fold, "-device", device],
+                    environment, log, progress=("predicting cases", settings.num_test, r"^Predicting "))
+    with stage("evaluate"):
+        from radconf.evaluation import evaluate_folders
 
-    structures = {k: v for k, v in LABELS.items() if k != "background"}
-    evaluation = evaluate_folders(reference_dir=phantom.folder / "labelsTs", prediction_dir=predictions,
-                                  labels=structures, dataset_json=phantom.folder / "dataset.json",
-                                  output_dir=output / "evaluation")
-    done("evaluate")
-    stage("report")
-    from radconf.demo.report import write_report
-
+        structures = {k: v for k, v in LABELS.items() if k != "background"}
+        evaluation = evaluate_folders(reference_dir=phantom.folder / "labelsTs", prediction_dir=predictions,
+                                      labels=structures, dataset_json=phantom.folder / "dataset.json",
+                                      output_dir=output / "evaluation")
     per_structure = {name: {"dice": evaluation.summary[name]["dice"]["mean"],
                             "dice_sd": evaluation.summary[name]["dice"]["sd"],
                             "hd95_mm": evaluation.summary[name]["hd95_mm"]["mean"],
                             "hd95_sd": evaluation.summary[name]["hd95_mm"]["sd"]} for name in structures}
     result = DemoResult(output=output, mean_dice=float(evaluation.mean_dice), per_structure=per_structure,
                         timings_s=timings)
-    training_folder = paths.results / phantom.folder.name / f"{TRAINER}__{PLANS}__3d_fullres" / f"fold_{fold}"
-    result.report = write_report(result, phantom, predictions, structures, training_folder, settings)
-    done("report")
+    from radconf.demo.confidence import run_confidence_workflow
+
+    result.confidence = run_confidence_workflow(phantom, settings, environment, log, output, device, stage)
+    with stage("report"):
+        from radconf.demo.report import write_report
+
+        training_folder = paths.results / phantom.folder.name / f"{TRAINER}__{PLANS}__3d_fullres" / f"fold_{fold}"
+        result.report = write_report(result, phantom, predictions, structures, training_folder, settings)
     return result

@@ -29,7 +29,7 @@ def write_report(result, phantom, predictions: Path, structures: dict[str, int],
         shutil.copyfile(curve, report_dir / "training_progress.png")
     rows = [f"| {name} | {_format(m['dice'], m['dice_sd'])} | {_format(m['hd95_mm'], m['hd95_sd'])} |"
             for name, m in result.per_structure.items()]
-    finished = {name: seconds for name, seconds in result.timings_s.items() if seconds >= 0}  # not "report" itself
+    finished = dict(result.timings_s)  # every stage before the report
     timing_rows = [f"| {name} | {seconds:.1f} |" for name, seconds in finished.items()]
     lines = [
         "# radconf demo report",
@@ -59,9 +59,44 @@ def write_report(result, phantom, predictions: Path, structures: dict[str, int],
         *[f"![{name}]({name})" for name in overlays],
         "",
     ]
+    if result.confidence is not None:
+        lines += _confidence_section(result.confidence, phantom.test_cases, report_dir)
     if (report_dir / "training_progress.png").is_file():
         lines += ["## Training curve (nnU-Net)", "", "![training progress](training_progress.png)", ""]
     lines += ["## Commands", "", "The stages ran as these commands (see `demo_log.txt` for their output):", "",
               "```", *[line[2:] for line in (result.output / "demo_log.txt").read_text().splitlines()
                        if line.startswith("$ ")], "```", ""]
     return atomic_write_text(report_dir / "report.md", "\n".join(lines))
+
+
+def _confidence_section(confidence, test_cases: list[str], report_dir: Path) -> list[str]:
+    """Per-level table and level-map overlays of the confidence workflow."""
+    from radconf.demo.confidence import CLINICAL_LEVEL, CONFIDENCE_TRAINER
+    from radconf.demo.overlays import plot_level_overlay
+
+    k = confidence.num_levels
+    overlays = [plot_level_overlay(confidence.dataset / "imagesTs" / f"{case}_0000.nii.gz",
+                                   confidence.dataset / "labelsTs" / f"{case}.nii.gz",
+                                   confidence.predictions / f"{case}.nii.gz", k,
+                                   report_dir / f"confidence_{case}.png").name for case in test_cases]
+    return [
+        "## Confidence workflow: readers -> confidence levels -> ConfidenceTrainer",
+        "",
+        f"The phantom's simulated readers' GTV contours were fused into levels 0..{k} (`radconf_fuse_readers`, "
+        f"dataset `{confidence.dataset.name}`), and `{CONFIDENCE_TRAINER}` learned them as {k} cumulative sigmoid "
+        f"channels. Held-out cases:",
+        "",
+        f"**Continuous Dice: {_format(confidence.continuous_dice, confidence.continuous_dice_sd)}**; the simulated "
+        f"readers' own pairwise inter-reader Dice on these cases: "
+        f"{_format(confidence.reader_inter_dice, confidence.reader_inter_dice_sd)}.",
+        "",
+        "| level >= L | " + " | ".join(str(level) for level in range(1, k + 1)) + " |",
+        "|---|" + "---|" * k,
+        "| Dice | " + " | ".join(f"{confidence.level_dice[level]:.3f}" for level in range(1, k + 1)) + " |",
+        "",
+        f"Level maps: `{confidence.predictions.name}/`; level-{CLINICAL_LEVEL} masks (the paper's CTV starting "
+        f"point): `{confidence.predictions.name}/level{CLINICAL_LEVEL}_masks/`; metrics: `confidence_evaluation/`.",
+        "",
+        *[f"![{name}]({name})" for name in overlays],
+        "",
+    ]

@@ -1,0 +1,345 @@
+"""File-level multi-reader fusion: a raw dataset with reader masks -> an nnU-Net raw dataset of confidence levels.
+
+``fuse_case`` fuses one case's mask files (pure: reads, returns arrays); ``fuse_reader_dataset`` runs it over every
+case of a source dataset and writes ``$nnUNet_raw/DatasetXXX_<Name>`` (layout in documentation/fusion.md). Inputs
+are found and checked by :mod:`radconf.fusion_checks`; the tables and the figure come from
+:mod:`radconf.fusion_report`. The quantisation rule is :mod:`radconf.fusion`'s (``FUSION_RULE``).
+
+Masks are cropped to the union of their bounding boxes as they are read, so counting, levels and the pairwise Dice
+only touch the region some reader drew; the level map is then placed back on the image's full grid.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from radconf.fusion import DEFAULT_LEVELS, Agreement, Fusion, agreement, fuse_masks, level_lookup
+from radconf.fusion_checks import (
+    RESAMPLE_HINT,
+    CaseInputs,
+    ImageGeometry,
+    binarise,
+    geometry_difference,
+    read_header,
+    resolve_source_folder,
+    scan_source,
+)
+from radconf.io import atomic_write_bytes, atomic_write_image, atomic_write_json
+
+FUSION_RULE = ("level = 0 if c == 0, K if c == n, else 1 + floor((K - 1) * c / n); c = number of masks that include "
+               "the voxel, n = number of masks of the case")
+GENERATOR = "radconf.fusion_dataset"
+READ_THREADS = 2  # mask files decoded concurrently within a case (SimpleITK releases the GIL while reading)
+
+Box = tuple[slice, ...]
+
+
+@dataclass(frozen=True)
+class CaseFusion:
+    """One case fused: full-grid levels/counts, agreement, and the binary masks cropped to ``box``."""
+
+    geometry: ImageGeometry  # of the case's image (channel 0); outputs are written with it
+    fusion: Fusion  # on the image's full grid (numpy (z, y, x) order)
+    agreement: Agreement
+    box: Box  # union of the masks' bounding boxes (empty slices if every mask is empty)
+    masks: dict[str, np.ndarray] = field(repr=False)  # bool, cropped to ``box``
+
+    @property
+    def levels(self) -> np.ndarray:
+        return self.fusion.levels
+
+    @property
+    def majority(self) -> np.ndarray:
+        """Majority-vote consensus (more than half of the masks), uint8 0/1 on the full grid."""
+        return self.fusion.majority.view(np.uint8)
+
+    @property
+    def n_readers(self) -> int:
+        from radconf.fusion import reader_of
+
+        return len({reader_of(name) for name in self.masks})
+
+    def volumes_ml(self) -> list[float]:
+        """Volume (ml) of ``level >= L`` for L = 1..K."""
+        per_level = np.bincount(self.fusion.levels[self.box].ravel(), minlength=self.fusion.k + 1)
+        at_least = np.cumsum(per_level[::-1])[::-1]  # at_least[L] = voxels with level >= L
+        return [float(v) * self.geometry.voxel_volume_ml for v in at_least[1: self.fusion.k + 1]]
+
+    def full(self, cropped: np.ndarray) -> np.ndarray:
+        """``cropped`` (an array over ``box``) placed on the full grid (zeros elsewhere)."""
+        out = np.zeros(self.fusion.levels.shape, cropped.dtype)
+        out[self.box] = cropped
+        return out
+
+    def staple(self) -> np.ndarray:
+        """SimpleITK STAPLE consensus (uint8 0/1), computed on the full grid: STAPLE's background statistics
+        depend on the volume it sees, so cropping would change its answer."""
+        from radconf.fusion import staple
+
+        return staple([self.full(mask.view(np.uint8)) for mask in self.masks.values()]).view(np.uint8)
+
+
+def _bounding_box(mask: np.ndarray) -> Box | None:
+    """Smallest box holding every True voxel of a bool array; None when there is none."""
+    rows = np.flatnonzero(mask.reshape(mask.shape[0], -1).max(axis=1)) if mask.size else np.array([])
+    if rows.size == 0:
+        return None
+    box = [slice(int(rows[0]), int(rows[-1]) + 1)]
+    inner = mask[box[0]]
+    for axis in range(1, mask.ndim):
+        hits = np.flatnonzero(inner.max(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
+
+
+def _read_mask(path: Path, geometry: ImageGeometry, threshold: float | None) -> tuple[Box | None, np.ndarray]:
+    """(bounding box, binary mask cropped to it) of one mask file, checked against the image geometry."""
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        message = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise ValueError(f"SimpleITK cannot read {path} ({message}); re-export the file.") from None
+    difference = geometry_difference(geometry, ImageGeometry.of(image))
+    if difference:
+        raise ValueError(f"Mask {path} does not match its case's image: {difference}. {RESAMPLE_HINT}")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(f"Mask {path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; masks must "
+                         f"be scalar binary images.")
+    binary = binarise(sitk.GetArrayViewFromImage(image), path, threshold)
+    box = _bounding_box(binary)
+    return box, (np.array(binary[box], dtype=bool) if box else np.zeros((0,) * binary.ndim, bool))
+
+
+def fuse_case(image_path: str | os.PathLike, mask_paths: Mapping[str, str | os.PathLike], k: int = DEFAULT_LEVELS,
+              threshold: float | None = None, *, num_threads: int = READ_THREADS) -> CaseFusion:
+    """Fuses one case's mask files into confidence levels 0..k on the image's grid.
+
+    Args:
+        image_path: the case's image (channel 0); only its header is read.
+        mask_paths: mask name (``<reader>_<trial>``) -> mask file, at least one.
+        k: highest confidence level (2..255).
+        threshold: None: masks must hold 0/1 only; a number T: mask = value > T.
+        num_threads: mask files read concurrently.
+
+    Returns:
+        Levels, counts, majority, agreement and the cropped masks.
+
+    Raises:
+        ValueError: no masks, k out of range, an unreadable file, a non-binary mask, or a mask whose geometry differs
+            from the image's (each naming the file).
+    """
+    if not mask_paths:
+        raise ValueError(f"No masks given for image {image_path}; every case needs at least one reader mask.")
+    level_lookup(len(mask_paths), k)  # validates k before any file is read
+    geometry = ImageGeometry.of(read_header(Path(image_path)))
+    names, paths = list(mask_paths), [Path(p) for p in mask_paths.values()]
+    if num_threads > 1 and len(paths) > 1:
+        with ThreadPoolExecutor(min(num_threads, len(paths))) as pool:
+            read = list(pool.map(lambda p: _read_mask(p, geometry, threshold), paths))
+    else:
+        read = [_read_mask(p, geometry, threshold) for p in paths]
+    shape = tuple(reversed(geometry.size))
+    boxes = [box for box, _ in read if box is not None]
+    if boxes:
+        union = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(len(shape)))
+    else:
+        union = tuple(slice(0, 0) for _ in shape)
+    masks: dict[str, np.ndarray] = {}
+    for name, (box, crop) in zip(names, read):
+        placed = np.zeros(tuple(s.stop - s.start for s in union), bool)
+        if box is not None:
+            placed[tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(box, union))] = crop
+        masks[name] = placed
+    cropped = fuse_masks(list(masks.values()), k)
+    levels, counts = np.zeros(shape, np.uint8), np.zeros(shape, cropped.counts.dtype)
+    levels[union], counts[union] = cropped.levels, cropped.counts
+    return CaseFusion(geometry, Fusion(levels, counts, cropped.n_masks, k), agreement(masks), union, masks)
+
+
+def write_image(array: np.ndarray, geometry: ImageGeometry, path: Path) -> Path:
+    """Writes ``array`` (numpy (z, y, x)) atomically with the given geometry."""
+    import SimpleITK as sitk
+
+    return atomic_write_image(path, geometry.apply_to(sitk.GetImageFromArray(array)))
+
+
+@dataclass(frozen=True)
+class _CaseTask:
+    inputs: CaseInputs
+    staging: Path
+    k: int
+    threshold: float | None
+    staple: bool
+    ending: str
+
+
+def _fuse_and_write(task: _CaseTask) -> tuple[dict, list[dict]]:
+    """Fuses one case and writes its images, level map and consensus masks into the staging folder."""
+    from radconf.fusion_report import case_rows
+
+    inputs, out, ending = task.inputs, task.staging, task.ending
+    result = fuse_case(inputs.images[0], inputs.masks, task.k, task.threshold)
+    suffix = "Tr" if inputs.split == "train" else "Ts"
+    for image in inputs.images:
+        atomic_write_bytes(out / f"images{suffix}" / image.name, image.read_bytes())
+    write_image(result.levels, result.geometry, out / f"labels{suffix}" / f"{inputs.case}{ending}")
+    write_image(result.majority, result.geometry, out / "consensus" / f"{inputs.case}{ending}")
+    if task.staple:
+        write_image(result.staple(), result.geometry, out / "consensus_staple" / f"{inputs.case}{ending}")
+    return case_rows(inputs.case, inputs.split, result)
+
+
+def _run(tasks: list[_CaseTask], num_workers: int, progress: bool) -> list[tuple[dict, list[dict]]]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tasks), desc="radconf_fuse_readers", unit="case", disable=not progress)
+    try:
+        if num_workers <= 1:
+            outputs = []
+            for task in tasks:
+                bar.set_postfix_str(task.inputs.case)
+                outputs.append(_fuse_and_write(task))
+                bar.update()
+            return outputs
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=num_workers, mp_context=context) as pool:
+            futures = [pool.submit(_fuse_and_write, task) for task in tasks]
+            try:
+                for future in futures:
+                    future.result()
+                    bar.update()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+            return [future.result() for future in futures]
+    finally:
+        bar.close()
+
+
+@dataclass(frozen=True)
+class FusedDataset:
+    """Where the fused dataset was written and its agreement summary (see :func:`radconf.fusion_report.summarise`)."""
+
+    folder: Path
+    train_cases: list[str]
+    test_cases: list[str]
+    n_masks: int
+    summary: dict[str, float]
+
+
+def _is_fusion_output(folder: Path) -> bool:
+    try:
+        radconf_key = json.loads((folder / "dataset.json").read_text()).get("radconf")
+    except (OSError, ValueError):
+        return False
+    return isinstance(radconf_key, dict) and radconf_key.get("generator") == GENERATOR and "fusion_rule" in radconf_key
+
+
+def _check_output(raw_root: Path, folder: Path, dataset_id: int, source: Path, overwrite: bool) -> None:
+    if folder.resolve() == source or source in folder.resolve().parents:
+        raise FileExistsError(f"The output {folder} would replace (or lie inside) the source dataset {source}; pick "
+                              f"another dataset id (-d) or name (-n).")
+    others = [p for p in raw_root.glob(f"Dataset{dataset_id:03d}_*")
+              if p.is_dir() and p.name != folder.name and not p.name.endswith((".partial", ".replaced"))]
+    if others:
+        raise FileExistsError(f"Dataset id {dataset_id} is already used by {others[0]} (another name); pick another "
+                              f"id with -d, e.g. -d {dataset_id + 1}.")
+    if folder.exists():
+        if not _is_fusion_output(folder):
+            raise FileExistsError(f"{folder} exists and was not written by radconf_fuse_readers (its dataset.json has "
+                                  f"no radconf fusion entry); it is left untouched. Pick another dataset id or name.")
+        if not overwrite:
+            raise FileExistsError(f"{folder} exists (an earlier radconf_fuse_readers output). Pass --overwrite "
+                                  f"(overwrite=True) to replace it, or pick another dataset id or name.")
+
+
+def fuse_reader_dataset(source: str | os.PathLike, dataset_id: int, name: str | None = None, *,
+                        readers_folder: str | os.PathLike | None = None, k: int = DEFAULT_LEVELS,
+                        structure: str = "target", staple: bool = False, threshold: float | None = None,
+                        overwrite: bool = False, num_workers: int = 1, raw_root: str | os.PathLike | None = None,
+                        progress: bool = True) -> FusedDataset:
+    """Fuses every case's reader masks into confidence levels and writes them as an nnU-Net raw dataset.
+
+    Args:
+        source: source dataset folder, or its id/name in ``raw_root``.
+        dataset_id: id of the new dataset (1..999).
+        name: its name (default ``<source name>Confidence``); the folder is ``DatasetXXX_<name>``.
+        readers_folder: masks as ``<case>/<reader>_<trial><ending>`` (default ``<source>/readers``).
+        k: highest confidence level (2..255); labels are 0..k.
+        structure: name of the fused structure, recorded in dataset.json.
+        staple: also write STAPLE consensus masks (``consensus_staple/``).
+        threshold: None: masks must hold 0/1; T: mask = value > T.
+        overwrite: replace an earlier output of this function (never anything else).
+        num_workers: cases fused in parallel processes.
+        raw_root: nnUNet_raw folder (default: ``$nnUNet_raw``, via :func:`radconf.paths.require_nnunet_paths`).
+        progress: tqdm bar over cases.
+
+    Returns:
+        The written dataset's folder, cases and agreement summary.
+
+    Raises:
+        FileNotFoundError: source dataset or readers folder missing.
+        FileExistsError: the output exists and may not be replaced, or the id is used by another dataset.
+        ValueError: k or the id out of range, a bad name, or problems in the inputs (each naming the file and fix).
+    """
+    from radconf.fusion_report import dataset_json, summarise, write_reports
+
+    if not 2 <= k <= 255:
+        raise ValueError(f"The highest confidence level K (-k) must be in 2..255, got {k}.")
+    if not 1 <= dataset_id <= 999:
+        raise ValueError(f"Dataset id (-d) must be between 1 and 999, got {dataset_id}.")
+    if raw_root is None:
+        from radconf.paths import require_nnunet_paths
+
+        raw_root = require_nnunet_paths().raw
+    raw_root = Path(raw_root)
+    source_folder = resolve_source_folder(source, raw_root)
+    source_name = re.sub(r"^Dataset\d{3}_", "", source_folder.name)
+    name = name or f"{source_name}Confidence"
+    if not re.fullmatch(r"\w+", name):
+        raise ValueError(f"Dataset name (-n) {name!r} may hold only letters, digits and underscores.")
+    folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
+    _check_output(raw_root, folder, dataset_id, source_folder, overwrite)
+    inputs = scan_source(source_folder, readers_folder)
+
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        tasks = [_CaseTask(case, staging, k, threshold, staple, inputs.file_ending) for case in inputs.cases]
+        outputs = _run(tasks, num_workers, progress)
+        case_table = [row for row, _ in outputs]
+        pair_table = [pair for _, pairs in outputs for pair in pairs]
+        summary = summarise(case_table)
+        write_reports(staging, case_table, pair_table, k)
+        atomic_write_json(staging / "dataset.json", dataset_json(
+            inputs, k=k, structure=structure, name=name, generator=GENERATOR, fusion_rule=FUSION_RULE,
+            consensus=["majority"] + (["staple"] if staple else []), threshold=threshold))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if folder.exists():  # only reached for an earlier output of ours with overwrite=True (checked above)
+        replaced = folder.with_name(folder.name + ".replaced")
+        shutil.rmtree(replaced, ignore_errors=True)
+        folder.rename(replaced)
+        staging.rename(folder)
+        shutil.rmtree(replaced)
+    else:
+        staging.rename(folder)
+    return FusedDataset(folder, [c.case for c in inputs.cases if c.split == "train"],
+                        [c.case for c in inputs.cases if c.split == "test"],
+                        sum(len(c.masks) for c in inputs.cases), summary)

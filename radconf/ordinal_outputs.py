@@ -1,0 +1,83 @@
+"""Turns nnU-Net's probability exports of a confidence model into radconf's outputs.
+
+nnU-Net writes ``CASE<ending>`` (its own decoding) plus ``CASE.npz``/``CASE.pkl`` when probabilities are requested.
+For a cumulative (sigmoid) model radconf re-decodes the level map monotonically (nnU-Net lets the last region above
+0.5 win) and rewrites ``CASE<ending>``; for a softmax model on levels nnU-Net's argmax is kept. Optional extras:
+``level_probabilities/CASE_ge<c><ending>`` (P(level >= c), float32) and ``level<L>_masks/CASE<ending>`` (binary).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from radconf.ordinal import cumulative_from_softmax, decode_cumulative, monotone
+
+PROBABILITY_FOLDER = "level_probabilities"
+
+
+def level_mask_folder(level: int) -> str:
+    return f"level{level}_masks"
+
+
+def _with_array(reference_image, array: np.ndarray):
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference_image)
+    return image
+
+
+def finish_level_predictions(folder: str | Path, k: int, file_ending: str, *, cumulative: bool,
+                             keep_npz: bool = False, probability_maps: bool = False,
+                             mask_levels: Sequence[int] = ()) -> list[str]:
+    """Post-processes every ``CASE.npz`` in ``folder`` (cases exported by nnU-Net in this run).
+
+    Args:
+        folder: nnU-Net prediction folder holding ``CASE<ending>`` and ``CASE.npz``.
+        k: highest level K.
+        file_ending: image file ending, e.g. ``.nii.gz``.
+        cumulative: the model has K sigmoid channels (True) or K + 1 softmax channels (False).
+        keep_npz: keep nnU-Net's ``.npz``/``.pkl`` (else removed once the outputs are written).
+        probability_maps: write P(level >= c) per level.
+        mask_levels: write binary masks ``level >= L`` for these L.
+
+    Returns:
+        The cases processed.
+    """
+    import SimpleITK as sitk
+
+    from radconf.io import atomic_write_image
+
+    folder = Path(folder)
+    for level in mask_levels:
+        if not 1 <= int(level) <= k:
+            raise ValueError(f"--level must be in 1..{k} for this model, got {level}.")
+    cases = sorted(p.name[: -len(".npz")] for p in folder.glob("*.npz"))
+    for case in cases:
+        probabilities = np.load(folder / f"{case}.npz")["probabilities"].astype(np.float32)
+        expected = k if cumulative else k + 1
+        if probabilities.shape[0] != expected:
+            raise ValueError(f"{folder / case}.npz has {probabilities.shape[0]} channels; a K = {k} "
+                             f"{'cumulative' if cumulative else 'softmax'} model exports {expected}.")
+        segmentation_file = folder / f"{case}{file_ending}"
+        reference = sitk.ReadImage(str(segmentation_file))
+        if cumulative:
+            cumulative_p = monotone(probabilities)
+            levels = decode_cumulative(cumulative_p)
+            atomic_write_image(segmentation_file, _with_array(reference, levels))
+        else:
+            cumulative_p = cumulative_from_softmax(probabilities)
+            levels = sitk.GetArrayFromImage(reference)
+        if probability_maps:
+            for c in range(1, k + 1):
+                atomic_write_image(folder / PROBABILITY_FOLDER / f"{case}_ge{c}{file_ending}",
+                                   _with_array(reference, cumulative_p[c - 1].astype(np.float32)))
+        for level in mask_levels:
+            atomic_write_image(folder / level_mask_folder(level) / f"{case}{file_ending}",
+                               _with_array(reference, (levels >= level).astype(np.uint8)))
+        if not keep_npz:
+            (folder / f"{case}.npz").unlink()
+            (folder / f"{case}.pkl").unlink(missing_ok=True)
+    return cases

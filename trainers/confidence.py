@@ -1,0 +1,127 @@
+"""Trainers for ordinal confidence-level maps 0..K (datasets written by radconf_fuse_readers).
+
+``ConfidenceTrainer`` learns the K cumulative channels [level >= c] with nnU-Net's region-based training (sigmoid,
+region Dice + BCE, deep supervision, AMP and ``--c`` unchanged); its BCE weights every voxel by the reciprocal
+training-set frequency of its level (the paper's weighted loss). ``ConfidenceTrainerUnweighted`` uses nnU-Net's plain
+BCE, ``ConfidenceSoftmaxTrainer`` is the multi-class softmax baseline on the same levels. All three finish their
+validation with the continuous Dice and the per-level table of radconf's evaluation
+(``fold_X/validation/confidence_evaluation``).
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import nnUNetTrainerNoDA
+
+from radconf.ordinal import LevelWeightedBCE, cumulative_dataset_json, level_dataset_json, level_weights, ordinal_levels
+
+
+class _LevelValidation:
+    """End-of-training validation with confidence-level metrics (mixed into the trainers below)."""
+
+    cumulative_outputs = True
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        # nnU-Net's own validation, with probabilities so that radconf can decode them and map the levels
+        super().perform_actual_validation(True)
+        if self.local_rank != 0:
+            return
+        from radconf.ordinal_outputs import finish_level_predictions
+
+        folder = Path(self.output_folder) / "validation"
+        finish_level_predictions(folder, self.num_levels, self.dataset_json["file_ending"],
+                                 cumulative=self.cumulative_outputs, keep_npz=save_probabilities)
+        self._log_level_metrics(folder)
+
+    def _log_level_metrics(self, folder: Path) -> None:
+        from radconf.evaluation import EvaluationWarning, evaluate_folders
+
+        with warnings.catch_warnings():  # the reference folder holds every training case, validation only its fold
+            warnings.simplefilter("ignore", EvaluationWarning)
+            result = evaluate_folders(reference_dir=Path(self.preprocessed_dataset_folder_base) / "gt_segmentations",
+                                      prediction_dir=folder, output_dir=folder / "confidence_evaluation",
+                                      allow_missing=True, confidence_levels=self.num_levels, progress=False)
+        summary = result.summary
+        continuous = summary["continuous"]["continuous_dice"]["mean"]
+        per_level = {level: summary[f"level>={level}"]["dice"]["mean"] for level in range(1, self.num_levels + 1)}
+        self.print_to_log_file(f"Confidence validation ({len(result.cases)} cases): continuous Dice "
+                               f"{continuous:.4f}; per-level Dice " + json.dumps({k: round(v, 4)
+                                                                                 for k, v in per_level.items()}),
+                               also_print_to_console=True)
+        self.logger.log_summary("final_val/continuous_dice", continuous)
+        for level, value in per_level.items():
+            self.logger.log_summary(f"final_val/level_{level}_dice", value)
+
+
+class ConfidenceTrainer(_LevelValidation, nnUNetTrainer):
+    """K sigmoid outputs, channel c = [level >= c]; level-weighted BCE + nnU-Net's region Dice."""
+
+    weighted_bce = True
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, cumulative_dataset_json(dataset_json), device)
+        self.num_levels = ordinal_levels(self.dataset_json)
+
+    def _build_loss(self):
+        loss = super()._build_loss()  # DC_and_BCE_loss on the regions, wrapped for deep supervision
+        if self.weighted_bce:
+            inner = loss.loss if isinstance(loss, DeepSupervisionWrapper) else loss
+            inner.ce = LevelWeightedBCE(self._training_level_weights())
+        return loss
+
+    def _training_level_weights(self) -> np.ndarray:
+        """Reciprocal level frequencies over the training split's preprocessed segmentations (logged and saved)."""
+        from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+        from radconf.io import atomic_write_json
+
+        train_keys, _ = self.do_split()
+        dataset = infer_dataset_class(self.preprocessed_dataset_folder)(self.preprocessed_dataset_folder, train_keys)
+        counts = np.zeros(self.num_levels + 1, dtype=np.int64)
+        for key in train_keys:
+            seg = np.asarray(dataset.load_case(key)[1][:])
+            counts += np.bincount(seg[seg >= 0].ravel(), minlength=self.num_levels + 1)[: self.num_levels + 1]
+        weights = level_weights(counts)
+        atomic_write_json(Path(self.output_folder) / "level_weights.json",
+                          {"level_voxel_counts": counts.tolist(), "weights": weights.tolist(),
+                           "training_cases": len(train_keys)})
+        self.print_to_log_file(f"Level weights (reciprocal frequency over {len(train_keys)} training cases): "
+                               + ", ".join(f"{w:.4g}" for w in weights))
+        return weights
+
+
+class ConfidenceTrainerUnweighted(ConfidenceTrainer):
+    """ConfidenceTrainer with nnU-Net's unweighted BCE."""
+
+    weighted_bce = False
+
+
+class ConfidenceSoftmaxTrainer(_LevelValidation, nnUNetTrainer):
+    """Baseline: the levels as K + 1 unordered classes (softmax, nnU-Net's Dice + CE, argmax decoding)."""
+
+    cumulative_outputs = False
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, level_dataset_json(dataset_json), device)
+        self.num_levels = ordinal_levels(self.dataset_json)
+
+
+# Without data augmentation: converge within CPU budgets (the demo, the phantom benchmark); use the above on real data.
+class ConfidenceTrainerNoDA(ConfidenceTrainer, nnUNetTrainerNoDA):
+    """ConfidenceTrainer without data augmentation."""
+
+
+class ConfidenceTrainerUnweightedNoDA(ConfidenceTrainerUnweighted, nnUNetTrainerNoDA):
+    """ConfidenceTrainerUnweighted without data augmentation."""
+
+
+class ConfidenceSoftmaxTrainerNoDA(ConfidenceSoftmaxTrainer, nnUNetTrainerNoDA):
+    """ConfidenceSoftmaxTrainer without data augmentation."""
