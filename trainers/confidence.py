@@ -3,11 +3,10 @@
 ``ConfidenceTrainer`` learns the K cumulative channels [level >= c] with nnU-Net's region-based training (sigmoid,
 region Dice + BCE, deep supervision, AMP and ``--c`` unchanged); its BCE weights every voxel by the reciprocal
 training-set frequency of its level (the paper's weighted loss). ``ConfidenceTrainerUnweighted`` uses nnU-Net's plain
-BCE, ``ConfidenceSoftmaxTrainer`` is the multi-class softmax baseline on the same levels. All three finish their
+BCE, ``ConfidenceSoftmaxTrainer`` is the multi-class softmax baseline on the same levels. All of them finish their
 validation with the continuous Dice and the per-level table of radconf's evaluation
 (``fold_X/validation/confidence_evaluation``).
 """
-from __future__ import annotations
 
 import json
 import warnings
@@ -20,6 +19,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import nnUNetTrainerNoDA
 
 from radconf.ordinal import LevelWeightedBCE, cumulative_dataset_json, level_dataset_json, level_weights, ordinal_levels
+from radconf.trainers.slice_context import SliceContextMixin
 
 
 class _LevelValidation:
@@ -125,3 +125,12 @@ class ConfidenceTrainerUnweightedNoDA(ConfidenceTrainerUnweighted, nnUNetTrainer
 
 class ConfidenceSoftmaxTrainerNoDA(ConfidenceSoftmaxTrainer, nnUNetTrainerNoDA):
     """ConfidenceSoftmaxTrainer without data augmentation."""
+
+
+# 2.5D (the paper's input): 2d configuration, 5 neighbouring slices as channels (trainers/slice_context.py)
+class ConfidenceTrainer2p5D(SliceContextMixin, ConfidenceTrainer):
+    """ConfidenceTrainer on 5 neighbouring axial slices as input channels; use with ``-c 2d``."""
+
+
+class ConfidenceTrainer2p5DNoDA(SliceContextMixin, ConfidenceTrainerNoDA):
+    """ConfidenceTrainer2p5D without data augmentation."""

@@ -131,3 +131,20 @@ def test_softmax_baseline_and_finetuning_from_single_reader_model(tiny_phantom, 
     levels = _array(predictions / f"{case}.nii.gz")
     assert set(np.unique(levels)) <= set(range(K + 1))
     np.testing.assert_array_equal(_array(predictions / "level2_masks" / f"{case}.nii.gz"), levels >= 2)
+
+
+def test_confidence_2p5d_trains_and_predicts_level_maps(tiny_phantom, env, tmp_path):
+    _run(["radconf_fuse_readers", str(tiny_phantom.folder), "-d", "995", "-n", "Conf995", "--structure", "GTV"], env)
+    _run(["radconf_plan_and_preprocess", "-d", "995", "--preset", "cpu", "-c", "2d", "-np", "1"], env)
+    dataset = Path(env["nnUNet_raw"]) / "Dataset995_Conf995"
+    _run(["radconf_train", "995", "2d", "0", "-tr", "ConfidenceTrainer2p5D", "-p", "radconfCPUPlans", "-device",
+          "cpu", "--iterations-per-epoch", "2", "--epochs", "1", "--no-val"], {**env, "nnUNet_n_proc_DA": "0"})
+    predictions = tmp_path / "predictions_2p5d"
+    _run(["radconf_predict", "-i", str(dataset / "imagesTs"), "-o", str(predictions), "-d", "995", "-c", "2d",
+          "-tr", "ConfidenceTrainer2p5D", "-p", "radconfCPUPlans", "-f", "0", "-device", "cpu", "--disable_tta",
+          "-np", "1"], env)
+    case = tiny_phantom.test_cases[0]
+    image = sitk.ReadImage(str(dataset / "imagesTs" / f"{case}_0000.nii.gz"))
+    levels = sitk.ReadImage(str(predictions / f"{case}.nii.gz"))
+    assert levels.GetSize() == image.GetSize()
+    assert set(np.unique(sitk.GetArrayFromImage(levels))) <= set(range(K + 1))

@@ -1,0 +1,154 @@
+"""Confidence-level models on the phantom's simulated readers: ConfidenceTrainer vs the softmax baseline vs readers.
+
+Generates the phantom (16 training, 4 held-out cases), fuses its readers' GTV contours into levels 0..5
+(``radconf_fuse_readers``), plans with the cpu preset, then for every trainer: trains fold ``all`` for the same budget,
+predicts the held-out cases and evaluates them with ``radconf_evaluate --confidence 5``. The table sets each model's
+continuous Dice and per-level Dice beside the simulated readers' own pairwise inter-reader Dice on the same cases.
+
+    python benchmarks/benchmark_confidence.py --work /tmp/bench_confidence --out documentation/figures
+
+Trainers are given as NAME or NAME:CONFIGURATION (e.g. ConfidenceTrainer2p5DNoDA:2d). Reruns reuse the phantom, the
+fused dataset and finished trainings in --work (``--c``); delete the folder for a clean run.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_TRAINERS = ("ConfidenceTrainerNoDA", "ConfidenceTrainerUnweightedNoDA", "ConfidenceSoftmaxTrainerNoDA")
+SOURCE_ID, FUSED_ID, K = 501, 502, 5
+
+
+def _run(arguments: list[str], env: dict[str, str], log: Path) -> float:
+    """Runs a radconf command (``python -m radconf.cli.X``), appends its output to ``log``; returns wall seconds."""
+    start = time.perf_counter()
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"\n$ {' '.join(arguments)}\n")
+        handle.flush()
+        subprocess.run([sys.executable, "-m", *arguments], env=env, stdout=handle, stderr=subprocess.STDOUT,
+                       check=True)
+    return time.perf_counter() - start
+
+
+def _reader_agreement(dataset: Path, cases: list[str]) -> dict[str, tuple[float, float]]:
+    import numpy as np
+
+    with open(dataset / "agreement_cases.csv", newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["case"] in cases]
+    out = {}
+    for key in ("mean_inter_dice", "mean_intra_dice"):
+        values = np.array([float(row[key]) for row in rows])
+        out[key] = (float(values.mean()), float(values.std(ddof=1)))
+    return out
+
+
+def _plot(results: list[dict], readers: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from radconf.io import atomic_save_figure
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    levels = list(range(1, K + 1))
+    for result in results:
+        ax.plot(levels, [result["level_dice"][level] for level in levels], marker="o", label=result["trainer"])
+    ax.axhline(readers["mean_inter_dice"][0], color="k", linestyle="--", label="readers, pairwise inter-reader")
+    ax.set_xlabel("level >= L")
+    ax.set_ylabel("Dice (held-out mean)")
+    ax.set_xticks(levels)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_save_figure(fig, path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default="radconf_benchmark_confidence", help="scratch folder")
+    parser.add_argument("--out", default=None, help="where the table (md/csv) and plot go (default: --work)")
+    parser.add_argument("--trainers", nargs="+", default=list(DEFAULT_TRAINERS))
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--iterations", type=int, default=50, help="training iterations per epoch")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    from radconf.datasets.phantom.writer import write_phantom_dataset
+    from radconf.evaluation import evaluate_folders
+
+    work = Path(args.work).resolve()
+    out = Path(args.out).resolve() if args.out else work
+    out.mkdir(parents=True, exist_ok=True)
+    folders = {name: work / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **{k: str(v) for k, v in folders.items()}}
+    log = work / "benchmark_log.txt"
+    phantom = write_phantom_dataset(folders["nnUNet_raw"], dataset_id=SOURCE_ID, num_train=16, num_test=4)
+    fused = folders["nnUNet_raw"] / f"Dataset{FUSED_ID}_PhantomConfidence"
+    configurations = sorted({t.split(":")[1] if ":" in t else "3d_fullres" for t in args.trainers})
+    if not (folders["nnUNet_preprocessed"] / fused.name / "radconfCPUPlans.json").is_file():
+        _run(["radconf.cli.fuse_readers", str(phantom.folder), "-d", str(FUSED_ID), "-n", "PhantomConfidence",
+              "-k", str(K), "--structure", "GTV", "--overwrite"], env, log)
+        _run(["radconf.cli.plan_and_preprocess", "-d", str(FUSED_ID), "--preset", "cpu", "-c", *configurations],
+             env, log)
+    readers = _reader_agreement(fused, phantom.test_cases)
+
+    results = []
+    for spec in args.trainers:
+        trainer, _, configuration = spec.partition(":")
+        configuration = configuration or "3d_fullres"
+        print(f"{trainer} ({configuration}): training {args.epochs} x {args.iterations} iterations", flush=True)
+        train_s = _run(["radconf.cli.train", str(FUSED_ID), configuration, "all", "-tr", trainer, "-p",
+                        "radconfCPUPlans", "-device", args.device, "--epochs", str(args.epochs),
+                        "--iterations-per-epoch", str(args.iterations), "--no-val", "--c"],
+                       {**env, "nnUNet_n_proc_DA": "0"}, log)
+        predictions = work / f"predictions_{trainer}_{configuration}"
+        predict_s = _run(["radconf.cli.predict", "-i", str(fused / "imagesTs"), "-o", str(predictions), "-d",
+                          str(FUSED_ID), "-c", configuration, "-tr", trainer, "-p", "radconfCPUPlans", "-f", "all",
+                          "-device", args.device], env, log)
+        evaluation = evaluate_folders(reference_dir=fused / "labelsTs", prediction_dir=predictions,
+                                      output_dir=work / f"evaluation_{trainer}_{configuration}",
+                                      confidence_levels=K, progress=False)
+        summary = evaluation.summary
+        results.append({
+            "trainer": trainer, "configuration": configuration,
+            "continuous_dice": summary["continuous"]["continuous_dice"]["mean"],
+            "continuous_dice_sd": summary["continuous"]["continuous_dice"]["sd"],
+            "level_dice": {level: summary[f"level>={level}"]["dice"]["mean"] for level in range(1, K + 1)},
+            "level3_hd95_mm": summary["level>=3"]["hd95_mm"]["mean"],
+            "train_s": train_s, "predict_s": predict_s,
+        })
+        print(json.dumps(results[-1]), flush=True)
+
+    header = ["model", "configuration", "continuous Dice", *[f"Dice L>={level}" for level in range(1, K + 1)],
+              "HD95 L>=3 (mm)", "train s", "predict s"]
+    rows = [[r["trainer"], r["configuration"], f"{r['continuous_dice']:.3f} ± {r['continuous_dice_sd']:.3f}",
+             *[f"{r['level_dice'][level]:.3f}" for level in range(1, K + 1)], f"{r['level3_hd95_mm']:.2f}",
+             f"{r['train_s']:.0f}", f"{r['predict_s']:.0f}"] for r in results]
+    inter, intra = readers["mean_inter_dice"], readers["mean_intra_dice"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *["| " + " | ".join(r) + " |" for r in rows],
+             "", f"Simulated readers on the same {len(phantom.test_cases)} cases: pairwise inter-reader Dice "
+             f"{inter[0]:.3f} ± {inter[1]:.3f}, intra-reader (trials of one reader) {intra[0]:.3f} ± {intra[1]:.3f}.",
+             f"Budget per model: {args.epochs} x {args.iterations} iterations, fold all, device {args.device}."]
+    from radconf.io import atomic_write_text
+
+    atomic_write_text(out / "benchmark_confidence.md", "\n".join(lines) + "\n")
+    table = io.StringIO()
+    csv.writer(table).writerows([header, *rows])
+    atomic_write_text(out / "benchmark_confidence.csv", table.getvalue())
+    _plot(results, readers, out / "benchmark_confidence.png")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""2.5D slice context: loader crops, predictor inputs, and a plan -> train -> validate -> predict run on CPU."""
+from __future__ import annotations
+
+import inspect
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from radconf.trainers.slice_context import (SliceContextDataLoader, SliceContextMixin, SliceContextPredictor,
+                                            nnUNetTrainerSliceContext5, stack_neighbour_slices)
+
+S = 5
+
+
+def _expected(volume: np.ndarray, centre: int) -> np.ndarray:
+    """Channel c * S + k = channel c of slice centre - S // 2 + k, edge-replicated at the volume ends."""
+    depth = volume.shape[1]
+    return np.stack([volume[c, min(max(centre - S // 2 + k, 0), depth - 1)]
+                     for c in range(volume.shape[0]) for k in range(S)])
+
+
+def test_stacking_order_and_edge_replication():
+    volume = torch.arange(2 * 3, dtype=torch.float32).reshape(2, 3, 1, 1)  # value = 3 * channel + slice
+    stacked = stack_neighbour_slices(volume, S)
+    assert stacked.shape == (2 * S, 3, 1, 1)
+    assert stacked[:S, 0, 0, 0].tolist() == [0, 0, 0, 1, 2]  # slice 0: neighbours -2, -1 repeat slice 0
+    assert stacked[S:, 2, 0, 0].tolist() == [3, 4, 5, 5, 5]  # channel 1, last slice: slices 0, 1, 2, 2, 2
+    for d in range(3):
+        assert np.array_equal(stacked[:, d].numpy(), _expected(volume.numpy(), d))
+
+
+def test_loader_stacks_neighbours_and_keeps_the_centre_segmentation(tmp_path):
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    rng = np.random.default_rng(0)
+    depth, size = 6, 8
+    data = rng.normal(size=(2, depth, size, size)).astype(np.float32)
+    seg = (rng.random((1, depth, size, size)) > 0.7).astype(np.int8)
+    seg[0, [0, depth - 1], 4, 4] = 1  # the only foreground the sampler knows: centre voxel of both end slices
+    locations = {1: np.array([[0, 0, 4, 4], [0, depth - 1, 4, 4]])}
+    whole = (1, depth, size, size)  # blosc2 chunks = blocks = one channel
+    nnUNetDatasetBlosc2.save_case(data, seg, {"class_locations": locations}, str(tmp_path / "case"), chunks=whole,
+                                  blocks=whole, chunks_seg=whole, blocks_seg=whole)
+    dataset = nnUNetDatasetBlosc2(str(tmp_path))
+    labels = LabelManager({"background": 0, "fg": 1}, None)
+    loader = SliceContextDataLoader(dataset, 4, (size, size), (size, size), labels, oversample_foreground_percent=0.5,
+                                    context_slices=S)  # samples 2 and 3 of each batch are forced foreground
+    loader = pickle.loads(pickle.dumps(loader))  # workers started with spawn receive a pickled copy
+    np.random.seed(0)
+    centres = []
+    for _ in range(8):
+        batch = next(loader)
+        assert batch["data"].shape == (4, 2 * S, size, size) and batch["target"].shape == (4, 1, size, size)
+        for j in range(4):
+            # the centre channel of input channel 0 tells the sampled slice
+            matches = [z for z in range(depth) if np.array_equal(batch["data"][j, S // 2].numpy(), data[0, z])]
+            assert len(matches) == 1
+            centre = matches[0]
+            centres.append(centre)
+            assert np.array_equal(batch["data"][j].numpy(), _expected(data, centre))
+            assert np.array_equal(batch["target"][j, 0].numpy(), seg[0, centre])
+            if j >= 2:  # foreground oversampling centres the crop on the chosen foreground voxel's slice
+                assert centre in (0, depth - 1) and batch["target"][j, 0, 4, 4] == 1
+    assert {0, depth - 1} <= set(centres) and len(set(centres)) > 3
+
+
+class _Recorder(torch.nn.Module):
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net, self.inputs = net, []
+
+    def forward(self, x):
+        self.inputs.append(x.clone())
+        return self.net(x)
+
+
+def test_predictor_feeds_each_slice_with_its_neighbours_and_mirrors_in_plane():
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    torch.manual_seed(0)
+    plans = PlansManager({"configurations": {"2d": {"patch_size": [8, 8], "architecture": {}}}})
+    dataset_json = {"labels": {"background": 0, "a": 1, "b": 2}}
+    conv = torch.nn.Conv2d(2 * S, 3, 3, padding=1)
+    network = _Recorder(conv)
+    # one 8x8 tile per slice and no Gaussian weighting: logits = the mirrored network mean (stored as fp16)
+    predictor = SliceContextPredictor(use_gaussian=False, use_mirroring=True, perform_everything_on_device=False,
+                                      device=torch.device("cpu"), allow_tqdm=False)
+    predictor.manual_initialization(network, plans, plans.get_configuration("2d"), None, dataset_json,
+                                    "nnUNetTrainerSliceContext5", (0, 1))
+    volume = torch.randn(2, 4, 8, 8)
+    logits = predictor.predict_sliding_window_return_logits(volume)
+    assert logits.shape == (3, 4, 8, 8)
+
+    combos = [()] + [c for i in (1, 2) for c in itertools.combinations((2, 3), i)]  # in-plane flips only
+    assert len(network.inputs) == 4 * len(combos)
+    with torch.no_grad():
+        for d in range(4):
+            stacked = torch.from_numpy(_expected(volume.numpy(), d))[None]
+            assert torch.equal(network.inputs[d * len(combos)], stacked)
+            manual = sum(torch.flip(conv(torch.flip(stacked, c)), c) if c else conv(stacked) for c in combos)
+            assert torch.allclose(logits[:, d].float(), manual[0] / len(combos), atol=2e-3)
+
+
+def test_subclass_gets_a_matching_predictor_and_the_nnunet_hooks_still_exist():
+    class ThreeSlices(SliceContextMixin, nnUNetTrainer):
+        context_slices = 3
+
+    assert ThreeSlices.predictor_class.context_slices == 3 and issubclass(ThreeSlices.predictor_class,
+                                                                        SliceContextPredictor)
+    assert nnUNetTrainerSliceContext5.predictor_class is SliceContextPredictor
+    with pytest.raises(ValueError, match="odd"):
+        type("Even", (SliceContextMixin, nnUNetTrainer), {"context_slices": 4})
+    assert inspect.signature(nnUNetTrainerSliceContext5.__init__) == inspect.signature(nnUNetTrainer.__init__)
+    # the mixin substitutes these module globals while nnU-Net's methods run; fail loudly if nnU-Net changes
+    assert "nnUNetDataLoader" in nnUNetTrainer.get_dataloaders.__code__.co_names
+    assert "nnUNetPredictor" in nnUNetTrainer.perform_actual_validation.__code__.co_names
+
+
+@pytest.fixture
+def one_torch_thread(monkeypatch: pytest.MonkeyPatch):
+    """radconf gives torch every core on CPU; on a small shared machine OpenMP threads then wait on each other (10x
+    slower here). The test runs torch on one thread and restores the count afterwards."""
+    import radconf.inference
+    import radconf.training
+
+    make_device, threads = radconf.training.make_device, torch.get_num_threads()
+
+    def make_device_one_thread(name):
+        device = make_device(name)
+        torch.set_num_threads(1)
+        return device
+
+    for module in (radconf.training, radconf.inference):
+        monkeypatch.setattr(module, "make_device", make_device_one_thread)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_plan_train_validate_predict_2d(tiny_phantom, nnunet_dirs, tmp_path, monkeypatch, one_torch_thread):
+    from radconf.inference import ModelSpec, load_predictor, predict
+    from radconf.planning import plan_and_preprocess
+    from radconf.registry import find_class
+    from radconf.training import build_trainer, load_pretrained_weights, safe_load_checkpoint, train
+
+    assert find_class("nnUNetTrainerSliceContext5", "trainer") is nnUNetTrainerSliceContext5
+    plans_name, _ = plan_and_preprocess(990, planner="CPUPresetPlanner", configurations=("2d",), num_processes=1)
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # single-threaded augmentation (nnU-Net's planner needs it > 0)
+    # nnUNet_def_n_proc, read at import: nnU-Net's validation spawns 8 export and 8 metric workers, and its predictor
+    # runs torch with up to 8 threads; 1 keeps this test fast on a small shared machine
+    for module in ("nnunetv2.training.nnUNetTrainer.nnUNetTrainer", "nnunetv2.inference.predict_from_raw_data"):
+        monkeypatch.setattr(f"{module}.default_num_processes", 1)
+    with pytest.raises(ValueError, match="use -c 2d"):
+        build_trainer(990, "3d_fullres", 0, trainer="nnUNetTrainerSliceContext5", plans=plans_name, device="cpu")
+
+    fold = train(990, "2d", 0, trainer="nnUNetTrainerSliceContext5", plans=plans_name, device="cpu", epochs=1,
+                 iterations_per_epoch=2)
+    assert (fold / "checkpoint_final.pth").is_file()
+    assert (fold / "validation" / "summary.json").is_file()  # nnU-Net's final validation ran with 5-slice inputs
+    # --c resumes from the checkpoint; pretrained weights fit a fresh 2.5D network
+    train(990, "2d", 0, trainer="nnUNetTrainerSliceContext5", plans=plans_name, device="cpu", epochs=2,
+          iterations_per_epoch=2, continue_training=True, validate=False)
+    assert safe_load_checkpoint(fold / "checkpoint_final.pth")["current_epoch"] == 2  # epochs 0 and 1 done
+    fresh = build_trainer(990, "2d", "all", trainer="nnUNetTrainerSliceContext5", plans=plans_name, device="cpu")
+    fresh.initialize()
+    assert load_pretrained_weights(fresh.network, fold / "checkpoint_final.pth")
+
+    spec = ModelSpec("990", trainer="nnUNetTrainerSliceContext5", plans=plans_name, configuration="2d", folds=("0",))
+    predictor = load_predictor(spec, device="cpu")
+    assert isinstance(predictor, SliceContextPredictor)
+    first_conv = next(m for m in predictor.network.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.in_channels == 1 * S  # the phantom has one CT channel
+
+    output = tmp_path / "predictions"
+    predict(tiny_phantom.folder / "imagesTs", output, [spec], device="cpu", num_processes=1)
+    case = tiny_phantom.test_cases[0]
+    prediction = sitk.ReadImage(str(output / f"{case}.nii.gz"))
+    image = sitk.ReadImage(str(tiny_phantom.folder / "imagesTs" / f"{case}_0000.nii.gz"))
+    assert prediction.GetSize() == image.GetSize()
+    assert np.allclose(prediction.GetSpacing(), image.GetSpacing())
+    assert np.allclose(prediction.GetOrigin(), image.GetOrigin())
+    assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= {0, 1, 2, 3, 4}
