@@ -96,11 +96,13 @@ def main() -> None:
     phantom = write_phantom_dataset(folders["nnUNet_raw"], dataset_id=SOURCE_ID, num_train=16, num_test=4)
     fused = folders["nnUNet_raw"] / f"Dataset{FUSED_ID}_PhantomConfidence"
     configurations = sorted({t.split(":")[1] if ":" in t else "3d_fullres" for t in args.trainers})
-    if not (folders["nnUNet_preprocessed"] / fused.name / "radconfCPUPlans.json").is_file():
+    if not fused.is_dir():
         _run(["radconf.cli.fuse_readers", str(phantom.folder), "-d", str(FUSED_ID), "-n", "PhantomConfidence",
-              "-k", str(K), "--structure", "GTV", "--overwrite"], env, log)
-        _run(["radconf.cli.plan_and_preprocess", "-d", str(FUSED_ID), "--preset", "cpu", "-c", *configurations],
-             env, log)
+              "-k", str(K), "--structure", "GTV"], env, log)
+    preprocessed = folders["nnUNet_preprocessed"] / fused.name
+    missing = [c for c in configurations if not (preprocessed / f"nnUNetPlans_{c}").is_dir()]
+    if missing:  # the cpu preset's plans share nnU-Net's data folders (nnUNetPlans_<configuration>)
+        _run(["radconf.cli.plan_and_preprocess", "-d", str(FUSED_ID), "--preset", "cpu", "-c", *missing], env, log)
     readers = _reader_agreement(fused, phantom.test_cases)
 
     results = []

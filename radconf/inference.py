@@ -134,8 +134,9 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
         raise ValueError(f"--level and --level_probabilities need a confidence-level model; {models[0].trainer} was "
                          f"trained on labels {list(dataset_json['labels'])}.")
     Path(output_folder).mkdir(parents=True, exist_ok=True)
-    predictor.predict_from_files(str(input_folder), str(output_folder), save_probabilities=save_probabilities or ordinal,
-                                 overwrite=overwrite, num_processes_preprocessing=num_processes,
+    predictor.predict_from_files(str(input_folder), str(output_folder),
+                                 save_probabilities=save_probabilities or ordinal, overwrite=overwrite,
+                                 num_processes_preprocessing=num_processes,
                                  num_processes_segmentation_export=num_processes)
     if ordinal:  # monotone decoding of the cumulative channels, probability maps, masks at chosen levels
         finish_level_predictions(output_folder, ordinal_levels(dataset_json), dataset_json["file_ending"],

@@ -295,7 +295,8 @@ def test_stray_files_missing_channels_and_bad_json(source: Path, raw: Path):
     with pytest.raises(ValueError, match=r"4 problem\(s\)") as error:
         run(source, raw)
     assert "readers/caseA holds ['carol_1.nrrd'], which are not masks named <reader>_<trial>.nii.gz" in str(error.value)
-    assert "case caseB: " in str(error.value) and "expected ['caseB_0000.nii.gz', 'caseB_0001.nii.gz']" in str(error.value)
+    assert "case caseB: " in str(error.value)
+    assert "expected ['caseB_0000.nii.gz', 'caseB_0001.nii.gz']" in str(error.value)
     (source / "dataset.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"dataset\.json is not valid JSON"):
         run(source, raw)
