@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmark_tables import write_tables  # benchmarks/ is on sys.path when a script runs
 
 DEFAULT_TRAINERS = ("ConfidenceTrainerNoDA", "ConfidenceTrainerUnweightedNoDA", "ConfidenceSoftmaxTrainerNoDA")
 SOURCE_ID, FUSED_ID, K = 501, 502, 5
@@ -134,22 +135,19 @@ def main() -> None:
 
     header = ["model", "configuration", "continuous Dice", *[f"Dice L>={level}" for level in range(1, K + 1)],
               "HD95 L>=3 (mm)", "train s", "predict s"]
-    rows = [[r["trainer"], r["configuration"], f"{r['continuous_dice']:.3f} ± {r['continuous_dice_sd']:.3f}",
-             *[f"{r['level_dice'][level]:.3f}" for level in range(1, K + 1)], f"{r['level3_hd95_mm']:.2f}",
-             f"{r['train_s']:.0f}", f"{r['predict_s']:.0f}"] for r in results]
+    rows = [dict(zip(header, [r["trainer"], r["configuration"],
+                              f"{r['continuous_dice']:.3f} ± {r['continuous_dice_sd']:.3f}",
+                              *[f"{r['level_dice'][level]:.3f}" for level in range(1, K + 1)],
+                              f"{r['level3_hd95_mm']:.2f}", f"{r['train_s']:.0f}", f"{r['predict_s']:.0f}"]))
+            for r in results]
     inter, intra = readers["mean_inter_dice"], readers["mean_intra_dice"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *["| " + " | ".join(r) + " |" for r in rows],
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+             *["| " + " | ".join(row.values()) + " |" for row in rows],
              "", f"Simulated readers on the same {len(phantom.test_cases)} cases: pairwise inter-reader Dice "
              f"{inter[0]:.3f} ± {inter[1]:.3f}, intra-reader (trials of one reader) {intra[0]:.3f} ± {intra[1]:.3f}.",
              f"Budget per model: {args.epochs} x {args.iterations} iterations, fold all, device {args.device}."]
-    from radconf.io import atomic_write_text
-
-    atomic_write_text(out / "benchmark_confidence.md", "\n".join(lines) + "\n")
-    table = io.StringIO()
-    csv.writer(table).writerows([header, *rows])
-    atomic_write_text(out / "benchmark_confidence.csv", table.getvalue())
+    write_tables(out / "benchmark_confidence", lines, rows)
     _plot(results, readers, out / "benchmark_confidence.png")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ in-memory ones. Results are printed and written to ``<out>.md`` and ``<out>.csv`
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import shutil
@@ -30,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from benchmark_tables import write_tables  # benchmarks/ is on sys.path when a script runs
 
 
 def make_masks(shape=(200, 512, 512), n_masks=12, n_readers=4, seed=0) -> list[np.ndarray]:
@@ -174,15 +174,7 @@ def main(argv: list[str] | None = None) -> None:
              f"| tool | what | seconds (best of {args.repeats}) | x radconf fuse_masks |", "|---|---|--:|--:|"]
     lines += [f"| {r['tool']} | {r['what']} | {r['seconds']:.3f} | {r['ratio_to_radconf_fuse_masks']:.1f} |"
               for r in rows]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    with out.with_suffix(".csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print("\n".join(lines))
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.csv')}")
+    write_tables(args.out, lines, rows)
 
 
 if __name__ == "__main__":

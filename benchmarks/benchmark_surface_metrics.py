@@ -12,7 +12,6 @@ to ``<out>.md`` and ``<out>.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import time
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from benchmark_tables import write_tables  # benchmarks/ is on sys.path when a script runs
 
 
 def make_masks(shape=(150, 256, 256), spacing=(2.5, 1.0, 1.0), seed=0) -> tuple[np.ndarray, np.ndarray]:
@@ -153,14 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         lines.append(f"| {r['tool']} | {r['definition']} | {r['seconds']:.3f} | {r['dice']:.6f} | {r['hd95']:.4f} | "
                      f"{r['sdsc2']:.6f} | {r['assd']:.4f} |")
-    out = Path(args.out)
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    with out.with_suffix(".csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print("\n".join(lines))
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.csv')}")
+    write_tables(args.out, lines, rows)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from radconf.evaluation.io import Geometry
+
 SPACING_RELATIVE_TOLERANCE = 1e-4  # |spacing difference| <= 1e-4 * image spacing, per axis
 ORIGIN_TOLERANCE_MM = 1e-3  # |origin difference| <= 1e-3 mm, per axis
 DIRECTION_TOLERANCE = 1e-4  # |direction cosine difference| <= 1e-4
@@ -31,13 +33,8 @@ RESAMPLE_HINT = ("Resample the mask onto the image grid (nearest neighbour, e.g.
 
 
 @dataclass(frozen=True)
-class ImageGeometry:
-    """Voxel grid of an image in SimpleITK's (x, y, z) order."""
-
-    size: tuple[int, ...]
-    spacing: tuple[float, ...]
-    origin: tuple[float, ...]
-    direction: tuple[float, ...]
+class ImageGeometry(Geometry):
+    """Voxel grid of an image in SimpleITK's (x, y, z) order, with what fusion needs on top of evaluation's."""
 
     @classmethod
     def of(cls, image) -> ImageGeometry:

@@ -7,7 +7,7 @@ BCE, ``ConfidenceSoftmaxTrainer`` is the multi-class softmax baseline on the sam
 validation with the continuous Dice and the per-level table of radconf's evaluation
 (``fold_X/validation/confidence_evaluation``).
 """
-
+# no ``from __future__ import annotations``: __init__'s signature must equal nnUNetTrainer.__init__'s, not strings
 import json
 import warnings
 from pathlib import Path
@@ -22,10 +22,19 @@ from radconf.ordinal import LevelWeightedBCE, cumulative_dataset_json, level_dat
 from radconf.trainers.slice_context import SliceContextMixin
 
 
-class _LevelValidation:
-    """End-of-training validation with confidence-level metrics (mixed into the trainers below)."""
+class _LevelTrainer:
+    """Dataset view and end-of-training validation of the confidence trainers (mixed in before nnU-Net's trainer).
+
+    ``cumulative_outputs``: K sigmoid channels [level >= c] (nnU-Net regions) if True, else K + 1 softmax classes.
+    """
 
     cumulative_outputs = True
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        view = cumulative_dataset_json if self.cumulative_outputs else level_dataset_json
+        super().__init__(plans, configuration, fold, view(dataset_json), device)
+        self.num_levels = ordinal_levels(self.dataset_json)
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         # nnU-Net's own validation, with probabilities so that radconf can decode them and map the levels
@@ -59,15 +68,10 @@ class _LevelValidation:
             self.logger.log_summary(f"final_val/level_{level}_dice", value)
 
 
-class ConfidenceTrainer(_LevelValidation, nnUNetTrainer):
+class ConfidenceTrainer(_LevelTrainer, nnUNetTrainer):
     """K sigmoid outputs, channel c = [level >= c]; level-weighted BCE + nnU-Net's region Dice."""
 
     weighted_bce = True
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, cumulative_dataset_json(dataset_json), device)
-        self.num_levels = ordinal_levels(self.dataset_json)
 
     def _build_loss(self):
         loss = super()._build_loss()  # DC_and_BCE_loss on the regions, wrapped for deep supervision
@@ -103,15 +107,10 @@ class ConfidenceTrainerUnweighted(ConfidenceTrainer):
     weighted_bce = False
 
 
-class ConfidenceSoftmaxTrainer(_LevelValidation, nnUNetTrainer):
+class ConfidenceSoftmaxTrainer(_LevelTrainer, nnUNetTrainer):
     """Baseline: the levels as K + 1 unordered classes (softmax, nnU-Net's Dice + CE, argmax decoding)."""
 
     cumulative_outputs = False
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, level_dataset_json(dataset_json), device)
-        self.num_levels = ordinal_levels(self.dataset_json)
 
 
 # Without data augmentation: converge within CPU budgets (the demo, the phantom benchmark); use the above on real data.
