@@ -8,7 +8,8 @@ continuous Dice and per-level Dice beside the simulated readers' own pairwise in
     python benchmarks/benchmark_confidence.py --work /tmp/bench_confidence --out documentation/figures
 
 Trainers are given as NAME or NAME:CONFIGURATION (e.g. ConfidenceTrainer2p5DNoDA:2d). Reruns reuse the phantom, the
-fused dataset and finished trainings in --work (``--c``); delete the folder for a clean run.
+fused dataset, interrupted trainings (``--c``) and the results of finished ones (``result_<trainer>_<config>.json``
+in --work), so a trainer can be added to the table later; delete the folder for a clean run.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -61,7 +63,7 @@ def _plot(results: list[dict], readers: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     levels = list(range(1, K + 1))
     for result in results:
-        ax.plot(levels, [result["level_dice"][level] for level in levels], marker="o", label=result["trainer"])
+        ax.plot(levels, [result["level_dice"][str(level)] for level in levels], marker="o", label=result["trainer"])
     ax.axhline(readers["mean_inter_dice"][0], color="k", linestyle="--", label="readers, pairwise inter-reader")
     ax.set_xlabel("level >= L")
     ax.set_ylabel("Dice (held-out mean)")
@@ -71,6 +73,41 @@ def _plot(results: list[dict], readers: dict, path: Path) -> None:
     fig.tight_layout()
     atomic_save_figure(fig, path, dpi=100)
     plt.close(fig)
+
+
+def _median_epoch_seconds(model_folder: Path) -> float:
+    import statistics
+
+    logs = sorted(model_folder.glob("fold_all/training_log_*.txt"))
+    times = [float(t) for log in logs for t in re.findall(r"Epoch time: ([\d.]+) s", log.read_text())]
+    return statistics.median(times)
+
+
+def _train_and_evaluate(trainer: str, configuration: str, fused: Path, work: Path, env: dict[str, str], log: Path,
+                        args) -> dict:
+    from radconf.evaluation import evaluate_folders
+
+    print(f"{trainer} ({configuration}): training {args.epochs} x {args.iterations} iterations", flush=True)
+    train_s = _run(["radconf.cli.train", str(FUSED_ID), configuration, "all", "-tr", trainer, "-p", "radconfCPUPlans",
+                    "-device", args.device, "--epochs", str(args.epochs), "--iterations-per-epoch",
+                    str(args.iterations), "--no-val", "--c"], {**env, "nnUNet_n_proc_DA": "0"}, log)
+    predictions = work / f"predictions_{trainer}_{configuration}"
+    predict_s = _run(["radconf.cli.predict", "-i", str(fused / "imagesTs"), "-o", str(predictions), "-d",
+                      str(FUSED_ID), "-c", configuration, "-tr", trainer, "-p", "radconfCPUPlans", "-f", "all",
+                      "-device", args.device], env, log)
+    evaluation = evaluate_folders(reference_dir=fused / "labelsTs", prediction_dir=predictions,
+                                  output_dir=work / f"evaluation_{trainer}_{configuration}", confidence_levels=K,
+                                  progress=False)
+    summary = evaluation.summary
+    model = work / "nnUNet_results" / fused.name / f"{trainer}__radconfCPUPlans__{configuration}"
+    return {
+        "trainer": trainer, "configuration": configuration,
+        "continuous_dice": summary["continuous"]["continuous_dice"]["mean"],
+        "continuous_dice_sd": summary["continuous"]["continuous_dice"]["sd"],
+        "level_dice": {str(level): summary[f"level>={level}"]["dice"]["mean"] for level in range(1, K + 1)},
+        "level3_hd95_mm": summary["level>=3"]["hd95_mm"]["mean"],
+        "train_s": train_s, "median_epoch_s": _median_epoch_seconds(model), "predict_s": predict_s,
+    }
 
 
 def main() -> None:
@@ -84,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from radconf.datasets.phantom.writer import write_phantom_dataset
-    from radconf.evaluation import evaluate_folders
+    from radconf.io import atomic_write_text
 
     work = Path(args.work).resolve()
     out = Path(args.out).resolve() if args.out else work
@@ -110,35 +147,21 @@ def main() -> None:
     for spec in args.trainers:
         trainer, _, configuration = spec.partition(":")
         configuration = configuration or "3d_fullres"
-        print(f"{trainer} ({configuration}): training {args.epochs} x {args.iterations} iterations", flush=True)
-        train_s = _run(["radconf.cli.train", str(FUSED_ID), configuration, "all", "-tr", trainer, "-p",
-                        "radconfCPUPlans", "-device", args.device, "--epochs", str(args.epochs),
-                        "--iterations-per-epoch", str(args.iterations), "--no-val", "--c"],
-                       {**env, "nnUNet_n_proc_DA": "0"}, log)
-        predictions = work / f"predictions_{trainer}_{configuration}"
-        predict_s = _run(["radconf.cli.predict", "-i", str(fused / "imagesTs"), "-o", str(predictions), "-d",
-                          str(FUSED_ID), "-c", configuration, "-tr", trainer, "-p", "radconfCPUPlans", "-f", "all",
-                          "-device", args.device], env, log)
-        evaluation = evaluate_folders(reference_dir=fused / "labelsTs", prediction_dir=predictions,
-                                      output_dir=work / f"evaluation_{trainer}_{configuration}",
-                                      confidence_levels=K, progress=False)
-        summary = evaluation.summary
-        results.append({
-            "trainer": trainer, "configuration": configuration,
-            "continuous_dice": summary["continuous"]["continuous_dice"]["mean"],
-            "continuous_dice_sd": summary["continuous"]["continuous_dice"]["sd"],
-            "level_dice": {level: summary[f"level>={level}"]["dice"]["mean"] for level in range(1, K + 1)},
-            "level3_hd95_mm": summary["level>=3"]["hd95_mm"]["mean"],
-            "train_s": train_s, "predict_s": predict_s,
-        })
+        cached = work / f"result_{trainer}_{configuration}.json"
+        if cached.is_file():  # measured in an earlier run of this script
+            results.append(json.loads(cached.read_text()))
+            continue
+        results.append(_train_and_evaluate(trainer, configuration, fused, work, env, log, args))
+        atomic_write_text(cached, json.dumps(results[-1]))
         print(json.dumps(results[-1]), flush=True)
 
     header = ["model", "configuration", "continuous Dice", *[f"Dice L>={level}" for level in range(1, K + 1)],
-              "HD95 L>=3 (mm)", "train s", "predict s"]
+              "HD95 L>=3 (mm)", "train s", "median epoch s", "predict s"]
     rows = [dict(zip(header, [r["trainer"], r["configuration"],
                               f"{r['continuous_dice']:.3f} ± {r['continuous_dice_sd']:.3f}",
-                              *[f"{r['level_dice'][level]:.3f}" for level in range(1, K + 1)],
-                              f"{r['level3_hd95_mm']:.2f}", f"{r['train_s']:.0f}", f"{r['predict_s']:.0f}"]))
+                              *[f"{r['level_dice'][str(level)]:.3f}" for level in range(1, K + 1)],
+                              f"{r['level3_hd95_mm']:.2f}", f"{r['train_s']:.0f}", f"{r['median_epoch_s']:.1f}",
+                              f"{r['predict_s']:.0f}"]))
             for r in results]
     inter, intra = readers["mean_inter_dice"], readers["mean_intra_dice"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),

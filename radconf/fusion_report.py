@@ -17,6 +17,7 @@ import numpy as np
 
 from radconf.evaluation.io import write_csv
 from radconf.io import atomic_save_figure
+from radconf.ordinal import level_labels
 
 if TYPE_CHECKING:
     from radconf.fusion_checks import SourceDataset
@@ -129,7 +130,7 @@ def dataset_json(source: SourceDataset, *, k: int, structure: str, name: str, ge
     n_masks = [len(c.masks) for c in source.cases]
     return {
         "channel_names": source.channel_names,
-        "labels": {"background": 0, **{f"level_{level}": level for level in range(1, k + 1)}},
+        "labels": level_labels(k),  # the view radconf's confidence trainers convert
         "numTraining": len(train),
         "file_ending": source.file_ending,
         "name": name,

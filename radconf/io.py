@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +11,9 @@ import numpy as np
 
 
 def _temporary_sibling(path: Path) -> Path:
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
-    os.close(handle)
-    return Path(name)
+    """A unique, not yet existing name next to ``path`` (keeps its extensions). The file is created by the writer, so
+    it gets the usual permissions (umask), not mkstemp's owner-only 0600."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{''.join(path.suffixes)}")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -22,7 +22,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_sibling(path)
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "xb") as handle:
+            handle.write(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

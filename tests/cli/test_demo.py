@@ -27,3 +27,11 @@ def test_fast_demo_writes_report_overlays_and_figures(tmp_path):
     assert 0.0 <= mean_dice <= 1.0 and not math.isnan(mean_dice)
     # the user's own nnU-Net folders are not used: everything is under --out
     assert (out / "nnUNet_raw" / "Dataset501_Phantom" / "imagesTs").is_dir()
+    # the confidence workflow: fused dataset, level maps with level-3 masks, level overlays, figures in the report
+    fused = out / "nnUNet_raw" / "Dataset502_PhantomConfidence"
+    assert json.loads((fused / "dataset.json").read_text())["radconf"]["ordinal"] is True
+    level_maps = sorted((out / "confidence_predictions").glob("*.nii.gz"))
+    assert len(level_maps) == 2 and len(list((out / "confidence_predictions" / "level3_masks").glob("*.nii.gz"))) == 2
+    assert len(list((out / "report").glob("confidence_*.png"))) == 2
+    assert "radconf_fuse_readers" in report and "Continuous Dice" in report
+    assert "readers' inter-reader Dice" in printed

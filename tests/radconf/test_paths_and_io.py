@@ -56,3 +56,27 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     assert back.GetSpacing() == (0.5, 1.0, 2.5)
     assert np.array_equal(sitk.GetArrayFromImage(back), np.arange(24).reshape(2, 3, 4))
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["img.nii.gz", "x.json"]
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    # outputs are shared with colleagues: the umask decides, not the temp file's owner-only mode
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from radconf.io import atomic_save_figure
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "x.json", {})
+        atomic_write_image(tmp_path / "img.nii.gz", array_to_image(np.zeros((2, 2, 2), np.uint8), (1, 1, 1)))
+        figure = plt.figure()
+        atomic_save_figure(figure, tmp_path / "plot.png")
+        plt.close(figure)
+    finally:
+        os.umask(previous)
+    for name in ("x.json", "img.nii.gz", "plot.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
