@@ -148,3 +148,15 @@ def test_confidence_2p5d_trains_and_predicts_level_maps(tiny_phantom, env, tmp_p
     levels = sitk.ReadImage(str(predictions / f"{case}.nii.gz"))
     assert levels.GetSize() == image.GetSize()
     assert set(np.unique(sitk.GetArrayFromImage(levels))) <= set(range(K + 1))
+
+
+@pytest.mark.parametrize("trainer", ["ConfidenceTrainer", "ConfidenceSoftmaxTrainer"])
+def test_confidence_trainers_refuse_non_ordinal_datasets(trainer):
+    import torch
+
+    from radconf.registry import find_class
+
+    plain = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "gtv": 1}, "file_ending": ".nii.gz"}
+    plans = {"configurations": {"2d": {"patch_size": [32, 32]}}}
+    with pytest.raises(ValueError, match="not an ordinal confidence-level dataset.*radconf_fuse_readers"):
+        find_class(trainer, "trainer")(plans, "2d", 0, plain, torch.device("cpu"))
