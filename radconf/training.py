@@ -140,7 +140,7 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
           plans: str = "nnUNetPlans", device: str | None = None, continue_training: bool = False,
           only_validation: bool = False, export_npz: bool = False, pretrained_weights: str | None = None,
           epochs: int | None = None, iterations_per_epoch: int | None = None, validate: bool = True,
-          disable_checkpointing: bool = False) -> Path:
+          disable_checkpointing: bool = False, seed: int | None = None) -> Path:
     """Trains (or resumes, or only validates) one fold, like ``nnUNetv2_train``.
 
     Args:
@@ -159,6 +159,9 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
             a fifth of it (at least 1), nnU-Net's default ratio.
         validate: run nnU-Net's final validation on the fold's validation cases.
         disable_checkpointing: do not write checkpoints.
+        seed: seeds Python's, numpy's and torch's generators before the network is built (nnU-Net does not seed).
+            Runs repeat exactly only with single-process augmentation (``nnUNet_n_proc_DA=0``) on the same machine
+            and software.
 
     Returns:
         The fold's output folder.
@@ -167,6 +170,8 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
         raise ValueError("--c and --val exclude each other: --c resumes training, --val only validates.")
     if continue_training and pretrained_weights:
         raise ValueError("Pretrained weights only initialise a new training; drop -pretrained_weights with --c.")
+    if seed is not None:
+        seed_everything(seed)
     nnunet_trainer = build_trainer(dataset, configuration, fold, trainer=trainer, plans=plans, device=device,
                                    continue_training=continue_training)
     if epochs is not None:
@@ -205,6 +210,18 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
     if validate or only_validation:
         nnunet_trainer.perform_actual_validation(export_npz)
     return output_folder
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds ``random``, numpy and torch (all devices)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def _record_overrides(output_folder: Path, epochs: int | None, iterations_per_epoch: int | None) -> None:

@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training iterations per epoch (trainer default: 250); validation uses a fifth")
     parser.add_argument("--no-val", action="store_true", help="skip the final validation")
     parser.add_argument("--disable_checkpointing", action="store_true")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed Python/numpy/torch (repeatable runs need nnUNet_n_proc_DA=0 as well)")
     return parser
 
 
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                        device=args.device, continue_training=args.c, only_validation=args.val, export_npz=args.npz,
                        pretrained_weights=args.pretrained_weights, epochs=args.epochs,
                        iterations_per_epoch=args.iterations_per_epoch, validate=not args.no_val,
-                       disable_checkpointing=args.disable_checkpointing)
+                       disable_checkpointing=args.disable_checkpointing, seed=args.seed)
         print(f"radconf: training output in {folder}")
 
     return run_cli(run)

@@ -10,7 +10,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from radconf.demo.pipeline import PLANS, run_command
+from radconf.demo.pipeline import PLANS, run_command, training_environment
 
 CONFIDENCE_TRAINER = "ConfidenceTrainerNoDA"  # no augmentation, like the demo's first model (see TRAINER there)
 CLINICAL_LEVEL = 3  # the paper's starting point for a CTV
@@ -56,7 +56,8 @@ def run_confidence_workflow(phantom, settings, environment: dict[str, str], log:
     with stage("train_confidence"):
         run_command(["radconf.cli.train", dataset_id, "3d_fullres", fold, "-tr", CONFIDENCE_TRAINER, "-p", PLANS,
                      "-device", device, "--epochs", str(settings.epochs), "--iterations-per-epoch",
-                     str(settings.iterations_per_epoch), "--no-val", "--c"], environment, log,
+                     str(settings.iterations_per_epoch), "--no-val", "--c", "--seed", str(settings.seed)],
+                    training_environment(environment), log,
                     progress=("training epochs", settings.epochs, r"Epoch time:"))
     predictions = output / "confidence_predictions"
     with stage("predict_confidence"):

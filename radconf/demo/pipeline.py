@@ -31,6 +31,9 @@ class DemoSettings:
     iterations_per_epoch: int = 50
     dataset_id: int = 501
     confidence_dataset_id: int = 502
+    # nnU-Net does not seed its training; on this budget an unlucky start finds the GTV too late (measured: GTV Dice
+    # 0.000 in one unseeded run, 0.906 in another). A seed with single-process augmentation makes the demo repeat.
+    seed: int = 0
 
     @classmethod
     def fast(cls) -> DemoSettings:
@@ -81,6 +84,12 @@ def run_command(arguments: list[str], environment: dict[str, str], log: Path, pr
         raise RuntimeError(f"'{shown}' failed (exit {returncode}); see {log} for its output.")
 
 
+def training_environment(environment: dict[str, str]) -> dict[str, str]:
+    """Training runs with single-process augmentation, so that ``--seed`` makes them repeat (and 2 cores are not
+    oversubscribed by augmentation workers of a trainer that does not augment)."""
+    return {**environment, "nnUNet_n_proc_DA": "0"}
+
+
 def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None = None,
              device: str = "cpu") -> DemoResult:
     """Runs the whole demo into ``output`` and returns its figures.
@@ -125,7 +134,7 @@ def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None 
     with stage("train"):
         run_command(["radconf.cli.train", dataset, "3d_fullres", fold, "-tr", TRAINER, "-p", PLANS, "-device", device,
                      "--epochs", str(settings.epochs), "--iterations-per-epoch", str(settings.iterations_per_epoch),
-                     "--no-val", "--c"], environment, log,
+                     "--no-val", "--c", "--seed", str(settings.seed)], training_environment(environment), log,
                     progress=("training epochs", settings.epochs, r"Epoch time:"))
     predictions = output / "predictions"
     with stage("predict"):

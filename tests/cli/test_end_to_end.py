@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -95,3 +96,23 @@ def _check_restore_matches_nnunet(checkpoint, nnunet_dirs) -> None:
     for (k, a), (_, b) in zip(ours.network.state_dict().items(), theirs.network.state_dict().items()):
         assert torch.equal(a, b), k
     assert str(ours.optimizer.state_dict()) == str(theirs.optimizer.state_dict())
+
+
+def test_seeded_training_repeats_exactly(tiny_phantom, nnunet_dirs):
+    import torch
+
+    from radconf.training import safe_load_checkpoint
+
+    env = {**os.environ, **{k: str(v) for k, v in nnunet_dirs.items()}}
+    _run(["radconf_plan_and_preprocess", "-d", "990", "--preset", "cpu", "-c", "3d_fullres", "-np", "1"], env)
+    env["nnUNet_n_proc_DA"] = "0"
+    fold = (nnunet_dirs["nnUNet_results"] / tiny_phantom.folder.name / "nnUNetTrainerNoDA__radconfCPUPlans__3d_fullres"
+            / "fold_0")
+    weights = []
+    for seed in (7, 7, 8):
+        _run(["radconf_train", "990", "3d_fullres", "0", "-tr", "nnUNetTrainerNoDA", "-p", "radconfCPUPlans",
+              "-device", "cpu", "--epochs", "1", "--iterations-per-epoch", "2", "--no-val", "--seed", str(seed)], env)
+        weights.append(safe_load_checkpoint(fold / "checkpoint_final.pth")["network_weights"])
+        shutil.rmtree(fold)
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # same seed: same network
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])  # another seed: another one
