@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark_tables import write_tables  # benchmarks/ is on sys.path when a script runs
+from benchmark_common import write_tables  # benchmarks/ is on sys.path when a script runs
 
 DEFAULT_TRAINERS = ("ConfidenceTrainerNoDA", "ConfidenceTrainerUnweightedNoDA", "ConfidenceSoftmaxTrainerNoDA")
 SOURCE_ID, FUSED_ID, K = 501, 502, 5

@@ -25,11 +25,10 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from benchmark_tables import write_tables  # benchmarks/ is on sys.path when a script runs
+from benchmark_common import best_time, write_tables  # benchmarks/ is on sys.path when a script runs
 
 
 def make_masks(shape=(200, 512, 512), n_masks=12, n_readers=4, seed=0) -> list[np.ndarray]:
@@ -56,16 +55,6 @@ def make_masks(shape=(200, 512, 512), n_masks=12, n_readers=4, seed=0) -> list[n
         masks.append(mask)
     return masks
 
-
-def best_time(function: Callable[[], object], repeats: int, warm_up: bool = True) -> tuple[float, object]:
-    """Best wall time over ``repeats`` runs (after one untimed warm-up run unless ``warm_up`` is False)."""
-    result = function() if warm_up else None
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def write_case(folder: Path, masks: list[np.ndarray], spacing=(0.98, 0.98, 2.5)) -> Path:

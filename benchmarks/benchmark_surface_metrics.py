@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from benchmark_tables import write_tables  # benchmarks/ is on sys.path when a script runs
+from benchmark_common import best_time, write_tables  # benchmarks/ is on sys.path when a script runs
 
 
 def make_masks(shape=(150, 256, 256), spacing=(2.5, 1.0, 1.0), seed=0) -> tuple[np.ndarray, np.ndarray]:
@@ -39,16 +37,6 @@ def make_masks(shape=(150, 256, 256), spacing=(2.5, 1.0, 1.0), seed=0) -> tuple[
 
     return shape_at((0.0, 0.0, 0.0), seed), shape_at((2.5, 2.0, -1.5), seed + 1)
 
-
-def best_time(function: Callable[[], dict], repeats: int) -> tuple[float, dict]:
-    """Best wall time over ``repeats`` runs (after one warm-up run) and the last result."""
-    result = function()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def run_radconf(ref, pred, spacing, num_threads=2):
