@@ -1,0 +1,52 @@
+"""Distance-map targets for multi-task heads (METHODS.md section 4): distance in mm to a structure.
+
+``distance_to_structure`` is 0 inside the structure and the Euclidean distance (mm, anisotropic spacing honoured) to
+the nearest structure voxel outside; ``signed=True`` makes it negative inside (distance to the nearest outside voxel).
+``normalise_distance`` maps mm to [0, 1) for a regression loss: d / (d + scale), monotone and bounded.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def distance_to_structure(mask: np.ndarray, spacing_mm: Sequence[float], signed: bool = False,
+                          empty_value: float = np.inf) -> np.ndarray:
+    """Distance (mm, float32) of every voxel to the structure ``mask`` (numpy axis order, spacing in that order).
+
+    Args:
+        mask: binary array of the structure.
+        spacing_mm: voxel spacing per array axis.
+        signed: negative inside (minus the distance to the nearest voxel outside) instead of 0.
+        empty_value: value everywhere when the structure is absent (no distance is defined).
+
+    Raises:
+        ValueError: spacing of the wrong length or not positive.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    mask = np.asarray(mask).astype(bool, copy=False)
+    spacing = tuple(float(s) for s in spacing_mm)
+    if len(spacing) != mask.ndim or min(spacing) <= 0:
+        raise ValueError(f"spacing_mm {spacing_mm} must give one positive spacing per axis of a {mask.ndim}D mask.")
+    if not mask.any():
+        return np.full(mask.shape, empty_value, np.float32)
+    outside = distance_transform_edt(~mask, sampling=spacing).astype(np.float32)
+    if not signed:
+        return outside
+    if mask.all():
+        return np.full(mask.shape, -np.inf, np.float32)
+    inside = distance_transform_edt(mask, sampling=spacing).astype(np.float32)
+    return outside - inside
+
+
+def normalise_distance(distance_mm: np.ndarray, scale_mm: float = 20.0) -> np.ndarray:
+    """``d / (d + scale)`` for d >= 0 (signed maps: applied to |d| with the sign kept); inf -> 1."""
+    if scale_mm <= 0:
+        raise ValueError(f"scale_mm must be positive, got {scale_mm}.")
+    distance = np.asarray(distance_mm, dtype=np.float32)
+    magnitude = np.abs(distance)
+    with np.errstate(invalid="ignore"):
+        normalised = np.where(np.isinf(magnitude), 1.0, magnitude / (magnitude + scale_mm))
+    return (np.sign(distance) * normalised).astype(np.float32)
