@@ -14,7 +14,6 @@ in --work), so a trainer can be added to the table later; delete the folder for 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -40,18 +39,6 @@ def _run(arguments: list[str], env: dict[str, str], log: Path) -> float:
     return time.perf_counter() - start
 
 
-def _reader_agreement(dataset: Path, cases: list[str]) -> dict[str, tuple[float, float]]:
-    import numpy as np
-
-    with open(dataset / "agreement_cases.csv", newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["case"] in cases]
-    out = {}
-    for key in ("mean_inter_dice", "mean_intra_dice"):
-        values = np.array([float(row[key]) for row in rows])
-        out[key] = (float(values.mean()), float(values.std(ddof=1)))
-    return out
-
-
 def _plot(results: list[dict], readers: dict, path: Path) -> None:
     import matplotlib
 
@@ -64,7 +51,7 @@ def _plot(results: list[dict], readers: dict, path: Path) -> None:
     levels = list(range(1, K + 1))
     for result in results:
         ax.plot(levels, [result["level_dice"][str(level)] for level in levels], marker="o", label=result["trainer"])
-    ax.axhline(readers["mean_inter_dice"][0], color="k", linestyle="--", label="readers, pairwise inter-reader")
+    ax.axhline(readers["inter_mean"], color="k", linestyle="--", label="readers, pairwise inter-reader")
     ax.set_xlabel("level >= L")
     ax.set_ylabel("Dice (held-out mean)")
     ax.set_xticks(levels)
@@ -141,7 +128,9 @@ def main() -> None:
     missing = [c for c in configurations if not (preprocessed / f"nnUNetPlans_{c}").is_dir()]
     if missing:  # the cpu preset's plans share nnU-Net's data folders (nnUNetPlans_<configuration>)
         _run(["radconf.cli.plan_and_preprocess", "-d", str(FUSED_ID), "--preset", "cpu", "-c", *missing], env, log)
-    readers = _reader_agreement(fused, phantom.test_cases)
+    from radconf.fusion_report import read_agreement_summary
+
+    readers = read_agreement_summary(fused, phantom.test_cases)
 
     results = []
     for spec in args.trainers:
@@ -163,7 +152,8 @@ def main() -> None:
                               f"{r['level3_hd95_mm']:.2f}", f"{r['train_s']:.0f}", f"{r['median_epoch_s']:.1f}",
                               f"{r['predict_s']:.0f}"]))
             for r in results]
-    inter, intra = readers["mean_inter_dice"], readers["mean_intra_dice"]
+    inter = readers["inter_mean"], readers["inter_sd"]
+    intra = readers["intra_mean"], readers["intra_sd"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
              *["| " + " | ".join(row.values()) + " |" for row in rows],
              "", f"Simulated readers on the same {len(phantom.test_cases)} cases: pairwise inter-reader Dice "

@@ -67,6 +67,15 @@ def summarise(case_table: Sequence[dict[str, Any]]) -> dict[str, float]:
     return summary
 
 
+def read_agreement_summary(folder: Path, cases: Sequence[str] | None = None) -> dict[str, float]:
+    """:func:`summarise` of a fused dataset's ``agreement_cases.csv``, optionally over some cases (e.g. held-out)."""
+    import csv
+
+    with open(Path(folder) / "agreement_cases.csv", newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if cases is None or row["case"] in cases]
+    return summarise([{key: float(row[f"{key}"]) for key in ("mean_inter_dice", "mean_intra_dice")} for row in rows])
+
+
 def summary_lines(summary: dict[str, float]) -> list[str]:
     """Human-readable summary, e.g. ``inter-reader Dice 0.905 +- 0.043 (mean +- SD over 16 cases)``."""
     lines = []

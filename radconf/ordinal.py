@@ -77,7 +77,12 @@ def monotone(probabilities):
 
 def decode_cumulative(probabilities, threshold: float = 0.5):
     """Level map (uint8 numpy / uint8 torch) from cumulative probabilities of shape (K, *shape)."""
-    above = monotone(probabilities) > threshold
+    return count_levels(monotone(probabilities), threshold)
+
+
+def count_levels(monotone_probabilities, threshold: float = 0.5):
+    """Level map from probabilities that are already non-increasing over channels (see :func:`monotone`)."""
+    above = monotone_probabilities > threshold
     if isinstance(above, torch.Tensor):
         return above.sum(0, dtype=torch.uint8)
     return above.sum(0, dtype=np.uint8)

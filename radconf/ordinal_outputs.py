@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radconf.ordinal import cumulative_from_softmax, decode_cumulative, monotone
+from radconf.ordinal import count_levels, cumulative_from_softmax, monotone
 
 PROBABILITY_FOLDER = "level_probabilities"
 
@@ -56,7 +56,7 @@ def finish_level_predictions(folder: str | Path, k: int, file_ending: str, *, cu
             raise ValueError(f"--level must be in 1..{k} for this model, got {level}.")
     cases = sorted(p.name[: -len(".npz")] for p in folder.glob("*.npz"))
     for case in cases:
-        probabilities = np.load(folder / f"{case}.npz")["probabilities"].astype(np.float32)
+        probabilities = np.load(folder / f"{case}.npz")["probabilities"].astype(np.float32, copy=False)
         expected = k if cumulative else k + 1
         if probabilities.shape[0] != expected:
             raise ValueError(f"{folder / case}.npz has {probabilities.shape[0]} channels; a K = {k} "
@@ -65,7 +65,7 @@ def finish_level_predictions(folder: str | Path, k: int, file_ending: str, *, cu
         reference = sitk.ReadImage(str(segmentation_file))
         if cumulative:
             cumulative_p = monotone(probabilities)
-            levels = decode_cumulative(cumulative_p)
+            levels = count_levels(cumulative_p)  # already monotone: no second pass
             atomic_write_image(segmentation_file, _with_array(reference, levels))
         else:
             cumulative_p = cumulative_from_softmax(probabilities)

@@ -6,7 +6,6 @@ plus the level-3 mask) and evaluated with the continuous Dice and the per-level 
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,15 +26,6 @@ class ConfidenceResult:
     reader_inter_dice: float
     reader_inter_dice_sd: float
     overlays: list[Path] = field(default_factory=list)
-
-
-def _reader_agreement(dataset: Path, cases: list[str]) -> tuple[float, float]:
-    """Mean and SD over the given cases of the readers' mean pairwise inter-reader Dice."""
-    import numpy as np
-
-    with open(dataset / "agreement_cases.csv", newline="", encoding="utf-8") as handle:
-        values = [float(row["mean_inter_dice"]) for row in csv.DictReader(handle) if row["case"] in cases]
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def run_confidence_workflow(phantom, settings, environment: dict[str, str], log: Path, output: Path, device: str,
@@ -72,10 +62,12 @@ def run_confidence_workflow(phantom, settings, environment: dict[str, str], log:
         evaluation = evaluate_folders(reference_dir=dataset / "labelsTs", prediction_dir=predictions,
                                       output_dir=output / "confidence_evaluation", confidence_levels=k)
     summary = evaluation.summary
-    inter, inter_sd = _reader_agreement(dataset, phantom.test_cases)
+    from radconf.fusion_report import read_agreement_summary
+
+    readers = read_agreement_summary(dataset, phantom.test_cases)
     return ConfidenceResult(
         dataset=dataset, predictions=predictions, num_levels=k,
         continuous_dice=summary["continuous"]["continuous_dice"]["mean"],
         continuous_dice_sd=summary["continuous"]["continuous_dice"]["sd"],
         level_dice={level: summary[f"level>={level}"]["dice"]["mean"] for level in range(1, k + 1)},
-        reader_inter_dice=inter, reader_inter_dice_sd=inter_sd)
+        reader_inter_dice=readers["inter_mean"], reader_inter_dice_sd=readers["inter_sd"])
