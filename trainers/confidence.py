@@ -37,8 +37,9 @@ class _LevelTrainer:
         self.num_levels = ordinal_levels(self.dataset_json)
 
     def perform_actual_validation(self, save_probabilities: bool = False):
-        # nnU-Net's own validation, with probabilities so that radconf can decode them and map the levels
-        super().perform_actual_validation(True)
+        # nnU-Net's own validation; cumulative models export probabilities so that radconf can re-decode them
+        # monotonically (a softmax model's argmax is already a level map)
+        super().perform_actual_validation(save_probabilities or self.cumulative_outputs)
         if self.local_rank != 0:
             return
         from radconf.ordinal_outputs import finish_level_predictions
