@@ -23,6 +23,7 @@ ENTRY_POINTS = [
     "radconf_demo = radconf.cli.demo:main",
     "radconf_generate_phantom = radconf.cli.generate_phantom:main",
     "radconf_fuse_readers = radconf.cli.fuse_readers:main",
+    "radconf_anatomy_dataset = radconf.cli.anatomy_dataset:main",
 ]
 
 setup(

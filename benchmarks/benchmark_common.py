@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,3 +38,31 @@ def best_time(function: Callable[[], object], repeats: int, warm_up: bool = True
         result = function()
         best = min(best, time.perf_counter() - start)
     return best, result
+
+
+def run_module(arguments: list[str], env: dict[str, str], log: Path) -> float:
+    """Runs a radconf command (``python -m radconf.cli.X``), appends its output to ``log``; returns wall seconds."""
+    start = time.perf_counter()
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"\n$ {' '.join(arguments)}\n")
+        handle.flush()
+        subprocess.run([sys.executable, "-m", *arguments], env=env, stdout=handle, stderr=subprocess.STDOUT,
+                       check=True)
+    return time.perf_counter() - start
+
+
+def median_epoch_seconds(fold_folder: Path) -> float:
+    """Median of nnU-Net's logged epoch times in a fold folder."""
+    times = [float(t) for log in sorted(Path(fold_folder).glob("training_log_*.txt"))
+             for t in re.findall(r"Epoch time: ([\d.]+) s", log.read_text())]
+    return statistics.median(times)
+
+
+def nnunet_work_folders(work: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """nnU-Net's raw/preprocessed/results folders inside ``work`` (created) and an environment pointing there."""
+    import os
+
+    folders = {name: Path(work) / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders, {**os.environ, **{k: str(v) for k, v in folders.items()}}

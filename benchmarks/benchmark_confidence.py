@@ -15,28 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from benchmark_common import write_tables  # benchmarks/ is on sys.path when a script runs
+# benchmarks/ is on sys.path when a script runs
+from benchmark_common import median_epoch_seconds, nnunet_work_folders, run_module, write_tables
 
 DEFAULT_TRAINERS = ("ConfidenceTrainerNoDA", "ConfidenceTrainerUnweightedNoDA", "ConfidenceSoftmaxTrainerNoDA")
 SOURCE_ID, FUSED_ID, K = 501, 502, 5
-
-
-def _run(arguments: list[str], env: dict[str, str], log: Path) -> float:
-    """Runs a radconf command (``python -m radconf.cli.X``), appends its output to ``log``; returns wall seconds."""
-    start = time.perf_counter()
-    with open(log, "a", encoding="utf-8") as handle:
-        handle.write(f"\n$ {' '.join(arguments)}\n")
-        handle.flush()
-        subprocess.run([sys.executable, "-m", *arguments], env=env, stdout=handle, stderr=subprocess.STDOUT,
-                       check=True)
-    return time.perf_counter() - start
 
 
 def _plot(results: list[dict], readers: dict, path: Path) -> None:
@@ -62,26 +47,19 @@ def _plot(results: list[dict], readers: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _median_epoch_seconds(model_folder: Path) -> float:
-    import statistics
-
-    logs = sorted(model_folder.glob("fold_all/training_log_*.txt"))
-    times = [float(t) for log in logs for t in re.findall(r"Epoch time: ([\d.]+) s", log.read_text())]
-    return statistics.median(times)
-
-
 def _train_and_evaluate(trainer: str, configuration: str, fused: Path, work: Path, env: dict[str, str], log: Path,
                         args) -> dict:
     from radconf.evaluation import evaluate_folders
 
     print(f"{trainer} ({configuration}): training {args.epochs} x {args.iterations} iterations", flush=True)
-    train_s = _run(["radconf.cli.train", str(FUSED_ID), configuration, "all", "-tr", trainer, "-p", "radconfCPUPlans",
-                    "-device", args.device, "--epochs", str(args.epochs), "--iterations-per-epoch",
-                    str(args.iterations), "--no-val", "--c"], {**env, "nnUNet_n_proc_DA": "0"}, log)
+    train_s = run_module(["radconf.cli.train", str(FUSED_ID), configuration, "all", "-tr", trainer, "-p",
+                          "radconfCPUPlans", "-device", args.device, "--epochs", str(args.epochs),
+                          "--iterations-per-epoch", str(args.iterations), "--no-val", "--c"],
+                         {**env, "nnUNet_n_proc_DA": "0"}, log)
     predictions = work / f"predictions_{trainer}_{configuration}"
-    predict_s = _run(["radconf.cli.predict", "-i", str(fused / "imagesTs"), "-o", str(predictions), "-d",
-                      str(FUSED_ID), "-c", configuration, "-tr", trainer, "-p", "radconfCPUPlans", "-f", "all",
-                      "-device", args.device], env, log)
+    predict_s = run_module(["radconf.cli.predict", "-i", str(fused / "imagesTs"), "-o", str(predictions), "-d",
+                            str(FUSED_ID), "-c", configuration, "-tr", trainer, "-p", "radconfCPUPlans", "-f", "all",
+                            "-device", args.device], env, log)
     evaluation = evaluate_folders(reference_dir=fused / "labelsTs", prediction_dir=predictions,
                                   output_dir=work / f"evaluation_{trainer}_{configuration}", confidence_levels=K,
                                   progress=False)
@@ -93,7 +71,7 @@ def _train_and_evaluate(trainer: str, configuration: str, fused: Path, work: Pat
         "continuous_dice_sd": summary["continuous"]["continuous_dice"]["sd"],
         "level_dice": {str(level): summary[f"level>={level}"]["dice"]["mean"] for level in range(1, K + 1)},
         "level3_hd95_mm": summary["level>=3"]["hd95_mm"]["mean"],
-        "train_s": train_s, "median_epoch_s": _median_epoch_seconds(model), "predict_s": predict_s,
+        "train_s": train_s, "median_epoch_s": median_epoch_seconds(model / "fold_all"), "predict_s": predict_s,
     }
 
 
@@ -113,21 +91,19 @@ def main() -> None:
     work = Path(args.work).resolve()
     out = Path(args.out).resolve() if args.out else work
     out.mkdir(parents=True, exist_ok=True)
-    folders = {name: work / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **{k: str(v) for k, v in folders.items()}}
+    folders, env = nnunet_work_folders(work)
     log = work / "benchmark_log.txt"
     phantom = write_phantom_dataset(folders["nnUNet_raw"], dataset_id=SOURCE_ID, num_train=16, num_test=4)
     fused = folders["nnUNet_raw"] / f"Dataset{FUSED_ID}_PhantomConfidence"
     configurations = sorted({t.split(":")[1] if ":" in t else "3d_fullres" for t in args.trainers})
     if not fused.is_dir():
-        _run(["radconf.cli.fuse_readers", str(phantom.folder), "-d", str(FUSED_ID), "-n", "PhantomConfidence",
+        run_module(["radconf.cli.fuse_readers", str(phantom.folder), "-d", str(FUSED_ID), "-n", "PhantomConfidence",
               "-k", str(K), "--structure", "GTV"], env, log)
     preprocessed = folders["nnUNet_preprocessed"] / fused.name
     missing = [c for c in configurations if not (preprocessed / f"nnUNetPlans_{c}").is_dir()]
     if missing:  # the cpu preset's plans share nnU-Net's data folders (nnUNetPlans_<configuration>)
-        _run(["radconf.cli.plan_and_preprocess", "-d", str(FUSED_ID), "--preset", "cpu", "-c", *missing], env, log)
+        run_module(["radconf.cli.plan_and_preprocess", "-d", str(FUSED_ID), "--preset", "cpu", "-c", *missing], env,
+                   log)
     from radconf.fusion_report import read_agreement_summary
 
     readers = read_agreement_summary(fused, phantom.test_cases)

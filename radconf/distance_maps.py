@@ -50,3 +50,39 @@ def normalise_distance(distance_mm: np.ndarray, scale_mm: float = 20.0) -> np.nd
     with np.errstate(invalid="ignore"):
         normalised = np.where(np.isinf(magnitude), 1.0, magnitude / (magnitude + scale_mm))
     return (np.sign(distance) * normalised).astype(np.float32)
+
+
+def distance_to_exterior(shape: Sequence[int], spacing_mm: Sequence[float]) -> np.ndarray:
+    """Distance (mm) from each voxel to the nearest voxel outside an array of ``shape``, axis by axis."""
+    result = np.full(tuple(shape), np.inf, np.float32)
+    for axis, (n, s) in enumerate(zip(shape, spacing_mm)):
+        index = np.arange(n, dtype=np.float32)
+        along = np.minimum(index + 1, n - index) * float(s)
+        view = [1] * len(shape)
+        view[axis] = n
+        result = np.minimum(result, along.reshape(view))
+    return result
+
+
+def certified_distance(mask: np.ndarray, spacing_mm: Sequence[float],
+                       signed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Distance map of a structure seen only through a patch, and where it is certainly the true distance.
+
+    A voxel whose nearest structure voxel (nearest outside voxel, for signed distances inside) inside the patch is no
+    farther than the patch's edge has that distance whatever lies beyond the patch; elsewhere the patch cannot tell.
+
+    Returns:
+        ``(distance_mm, valid)``: the distance within the patch (inf / -inf where undefined) and a bool mask of the
+        voxels whose distance equals the full image's.
+    """
+    distance = distance_to_structure(mask, spacing_mm, signed=signed)
+    valid = np.abs(distance) <= distance_to_exterior(mask.shape, spacing_mm)
+    return distance, valid
+
+
+def denormalise_distance(normalised: np.ndarray, scale_mm: float = 20.0, cap: float = 0.999) -> np.ndarray:
+    """Inverse of ``normalise_distance``: y -> sign(y) scale |y| / (1 - |y|), with |y| capped (default 0.999, i.e.
+    at most ~1000 x scale) so that predictions at the asymptote stay finite."""
+    values = np.asarray(normalised, dtype=np.float32)
+    magnitude = np.clip(np.abs(values), 0.0, cap)
+    return (np.sign(values) * scale_mm * magnitude / (1.0 - magnitude)).astype(np.float32)

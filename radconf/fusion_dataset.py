@@ -32,7 +32,7 @@ from radconf.fusion_checks import (
     resolve_source_folder,
     scan_source,
 )
-from radconf.io import atomic_write_bytes, atomic_write_image, atomic_write_json
+from radconf.io import atomic_write_bytes, atomic_write_image, atomic_write_json, publish_staged_folder
 
 FUSION_RULE = ("level = 0 if c == 0, K if c == n, else 1 + floor((K - 1) * c / n); c = number of masks that include "
                "the voxel, n = number of masks of the case")
@@ -332,14 +332,7 @@ def fuse_reader_dataset(source: str | os.PathLike, dataset_id: int, name: str | 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if folder.exists():  # only reached for an earlier output of ours with overwrite=True (checked above)
-        replaced = folder.with_name(folder.name + ".replaced")
-        shutil.rmtree(replaced, ignore_errors=True)
-        folder.rename(replaced)
-        staging.rename(folder)
-        shutil.rmtree(replaced)
-    else:
-        staging.rename(folder)
+    publish_staged_folder(staging, folder)  # replaces only an earlier output of ours (overwrite checked above)
     return FusedDataset(folder, [c.case for c in inputs.cases if c.split == "train"],
                         [c.case for c in inputs.cases if c.split == "test"],
                         sum(len(c.masks) for c in inputs.cases), summary)

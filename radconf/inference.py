@@ -6,8 +6,11 @@ nnU-Net's own lookup. A model is described by a ``ModelSpec``; ensembling severa
 """
 from __future__ import annotations
 
+import json
 import re
+import tempfile
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,23 @@ class ModelSpec:
     configuration: str = "3d_fullres"
     folds: tuple[str, ...] = ("0", "1", "2", "3", "4")
     checkpoint: str = "checkpoint_final.pth"
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        """``DATASET[:TRAINER[:PLANS[:CONFIGURATION[:FOLDS]]]]``, folds comma-separated (``0,1,2`` or ``all``);
+        empty or missing parts take the defaults, e.g. ``501:nnUNetTrainer:radconfCPUPlans:3d_fullres:all``."""
+        parts = text.split(":")
+        if not parts[0] or len(parts) > 5:
+            raise ValueError(f"Model spec {text!r} must look like DATASET[:TRAINER[:PLANS[:CONFIGURATION[:FOLDS]]]], "
+                             f"e.g. 501:nnUNetTrainer:nnUNetPlans:3d_fullres:0,1,2,3,4.")
+        names = ("dataset", "trainer", "plans", "configuration", "folds")
+        values = {name: part for name, part in zip(names, parts) if part}
+        if "folds" in values:
+            values["folds"] = tuple(f for f in values["folds"].split(",") if f)
+        return cls(**values)
+
+    def __str__(self) -> str:
+        return ":".join([self.dataset, self.trainer, self.plans, self.configuration, ",".join(self.folds)])
 
     def model_folder(self, results_root: Path) -> Path:
         name = find_dataset_name(self.dataset, results_root)
@@ -105,7 +125,8 @@ def load_predictor(spec: ModelSpec, *, device: str | None = None, tile_step_size
 def predict(input_folder: str | Path, output_folder: str | Path, models: Sequence[ModelSpec], *,
             device: str | None = None, save_probabilities: bool = False, overwrite: bool = True,
             num_processes: int = 2, tile_step_size: float = 0.5, use_mirroring: bool = True,
-            level_probabilities: bool = False, level_masks: Sequence[int] = ()) -> list[str]:
+            level_probabilities: bool = False, level_masks: Sequence[int] = (), save_distance: bool = False,
+            anatomy_dir: str | Path | None = None, anatomy_model: ModelSpec | None = None) -> list[str]:
     """Predicts every case of ``input_folder`` into ``output_folder``.
 
     Args:
@@ -120,6 +141,11 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
         use_mirroring: test-time mirroring.
         level_probabilities: confidence models only: write P(level >= c) maps (``level_probabilities/``).
         level_masks: confidence models only: write binary masks ``level >= L`` for these L (``level<L>_masks/``).
+        save_distance: distance-head models only: write the distance maps in mm (``distance_maps/``).
+        anatomy_dir: anatomy-channel models whose input folder holds only the images: label maps ``CASE<ending>``
+            with the organ labels the model was trained with (ids as in its dataset.json's source_labels).
+        anatomy_model: anatomy-channel models: the organ model to run first (two-stage prediction); its
+            segmentations are kept in ``<output>/anatomy_predictions`` and its labels are matched by name.
 
     Returns:
         The case identifiers predicted.
@@ -128,10 +154,69 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
         raise ValueError(f"Exactly one model spec is supported by radconf_predict for now, got {len(models)}.")
     predictor = load_predictor(models[0], device=device, tile_step_size=tile_step_size, use_mirroring=use_mirroring)
     dataset_json = predictor.dataset_json
+    settings = dict(device=device, overwrite=overwrite, num_processes=num_processes, tile_step_size=tile_step_size,
+                    use_mirroring=use_mirroring)
+    with _anatomy_inputs(input_folder, output_folder, dataset_json, anatomy_dir, anatomy_model, settings) as folder:
+        return _predict_folder(predictor, models[0], folder, output_folder, save_probabilities=save_probabilities,
+                               overwrite=overwrite, num_processes=num_processes,
+                               level_probabilities=level_probabilities, level_masks=level_masks,
+                               save_distance=save_distance)
+
+
+@contextmanager
+def _anatomy_inputs(input_folder, output_folder, dataset_json: dict, anatomy_dir, anatomy_model: ModelSpec | None,
+                    settings: dict):
+    """The folder to predict from: ``input_folder`` itself, or a temporary one with the organ masks added."""
+    from radconf.anatomy import anatomy_of
+
+    anatomy = anatomy_of(dataset_json, where="the model's dataset.json")
+    if anatomy is None:
+        if anatomy_dir or anatomy_model:
+            raise ValueError("--anatomy/--anatomy_model only apply to models trained with anatomy channels; this "
+                             "model's dataset declares none.")
+        yield Path(input_folder)
+        return
+    from radconf.anatomy_inputs import assemble_anatomy_inputs, split_channels_present
+
+    if anatomy_dir and anatomy_model:
+        raise ValueError("Give either --anatomy DIR (precomputed organ masks) or --anatomy_model SPEC, not both.")
+    ending, num_channels = dataset_json["file_ending"], len(dataset_json["channel_names"])
+    if split_channels_present(input_folder, ending, anatomy, num_channels):
+        if anatomy_dir or anatomy_model:
+            raise ValueError(f"{input_folder} already holds the anatomy channels {anatomy.names}; drop "
+                             f"--anatomy/--anatomy_model or pass the images only.")
+        yield Path(input_folder)
+        return
+    label_ids = None
+    if anatomy_model is not None:
+        anatomy_dir = Path(output_folder) / "anatomy_predictions"
+        predict(input_folder, anatomy_dir, [anatomy_model], **settings)
+        organ_folder = anatomy_model.model_folder(require_nnunet_paths().results)
+        organ_json = json.loads((organ_folder / "dataset.json").read_text())
+        label_ids = _label_ids(organ_json)
+    elif anatomy_dir is None:
+        raise ValueError(f"The model takes the organ masks {anatomy.names} as input channels, but {input_folder} "
+                         f"holds only the images. Pass --anatomy_model SPEC (the organ model to run first) or "
+                         f"--anatomy DIR (label maps CASE{ending} with the ids {dict(anatomy.source_labels)}).")
+    Path(output_folder).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".anatomy_inputs_", dir=output_folder) as assembled:
+        assemble_anatomy_inputs(input_folder, anatomy_dir, assembled, anatomy, ending, num_channels,
+                                label_ids=label_ids)
+        yield Path(assembled)
+
+
+def _label_ids(dataset_json: dict) -> dict[str, int]:
+    return {name: int(value) for name, value in dataset_json["labels"].items() if not isinstance(value, list)}
+
+
+def _predict_folder(predictor, spec: ModelSpec, input_folder: Path, output_folder, *, save_probabilities: bool,
+                    overwrite: bool, num_processes: int, level_probabilities: bool, level_masks: Sequence[int],
+                    save_distance: bool) -> list[str]:
+    dataset_json = predictor.dataset_json
     cases = _check_input_folder(Path(input_folder), dataset_json["file_ending"], len(dataset_json["channel_names"]))
     ordinal = (dataset_json.get(RADCONF_KEY) or {}).get("ordinal", False)
     if (level_probabilities or level_masks) and not ordinal:
-        raise ValueError(f"--level and --level_probabilities need a confidence-level model; {models[0].trainer} was "
+        raise ValueError(f"--level and --level_probabilities need a confidence-level model; {spec.trainer} was "
                          f"trained on labels {list(dataset_json['labels'])}.")
     Path(output_folder).mkdir(parents=True, exist_ok=True)
     predictor.predict_from_files(str(input_folder), str(output_folder),
@@ -142,4 +227,12 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
         finish_level_predictions(output_folder, ordinal_levels(dataset_json), dataset_json["file_ending"],
                                  cumulative=predictor.label_manager.has_regions, keep_npz=save_probabilities,
                                  probability_maps=level_probabilities, mask_levels=level_masks)
+    if save_distance:
+        from radconf.distance_export import export_distance_maps
+
+        settings = spec.model_folder(require_nnunet_paths().results) / f"fold_{spec.folds[0]}" / "distance_head.json"
+        if not settings.is_file():
+            raise ValueError(f"--save_distance needs a model with a distance-map head; {settings} does not exist "
+                             f"({spec.trainer} has none, or the fold was trained before it was recorded).")
+        export_distance_maps(predictor, input_folder, output_folder, cases, settings)
     return cases

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -76,3 +77,18 @@ def atomic_save_figure(figure: Any, path: str | os.PathLike, **savefig_kwargs: A
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def publish_staged_folder(staging: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Renames a fully written ``staging`` folder to ``folder``; an existing ``folder`` (an earlier output the caller
+    may replace) is moved aside first and deleted only once the new one is in place."""
+    staging, folder = Path(staging), Path(folder)
+    if not folder.exists():
+        staging.rename(folder)
+        return folder
+    replaced = folder.with_name(folder.name + ".replaced")
+    shutil.rmtree(replaced, ignore_errors=True)
+    folder.rename(replaced)
+    staging.rename(folder)
+    shutil.rmtree(replaced)
+    return folder

@@ -86,14 +86,18 @@ def load_pretrained_weights(network, path: str | Path) -> list[str]:
     module = getattr(network, "module", network)
     module = getattr(module, "_orig_mod", module)
     own = module.state_dict()
-    transfer = [k for k in own if ".seg_layers." not in k]
+    # heads a plain nnU-Net network does not have (e.g. a distance decoder) start from their initialisation
+    optional = tuple(getattr(module, "pretrained_optional_prefixes", ()))
+    transfer = [k for k in own if ".seg_layers." not in k and not (k.startswith(optional) and k not in pretrained)]
     bad = [f"{k} (missing)" if k not in pretrained else f"{k} {tuple(pretrained[k].shape)} != {tuple(own[k].shape)}"
            for k in transfer if k not in pretrained or pretrained[k].shape != own[k].shape]
     if bad:
         raise ValueError(f"Pretrained weights {path} do not fit this network ({len(bad)} tensors differ, e.g. "
                          f"{'; '.join(bad[:3])}). Pre-train with the same plans (architecture) as the fine-tuning.")
-    own.update({k: pretrained[k] for k in transfer})
-    module.load_state_dict(own)
+    # only the transferred names: a module shared under several names (e.g. the encoder, which decoders reference)
+    # must not be overwritten again by a stale copy under a name the checkpoint lacks
+    _, unexpected = module.load_state_dict({k: pretrained[k] for k in transfer}, strict=False)
+    assert not unexpected, unexpected
     print(f"radconf: loaded {len(transfer)} pretrained tensors from {path} (segmentation layers left as initialised)")
     return transfer
 
@@ -140,7 +144,8 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
           plans: str = "nnUNetPlans", device: str | None = None, continue_training: bool = False,
           only_validation: bool = False, export_npz: bool = False, pretrained_weights: str | None = None,
           epochs: int | None = None, iterations_per_epoch: int | None = None, validate: bool = True,
-          disable_checkpointing: bool = False, seed: int | None = None) -> Path:
+          disable_checkpointing: bool = False, seed: int | None = None,
+          distance_weight: float | None = None) -> Path:
     """Trains (or resumes, or only validates) one fold, like ``nnUNetv2_train``.
 
     Args:
@@ -162,6 +167,8 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
         seed: seeds Python's, numpy's and torch's generators before the network is built (nnU-Net does not seed).
             Runs repeat exactly only with single-process augmentation (``nnUNet_n_proc_DA=0``) on the same machine
             and software.
+        distance_weight: weight (lambda) of a distance-map head's MSE term; None keeps the trainer's (or, with
+            ``continue_training``, the one recorded in ``distance_head.json``).
 
     Returns:
         The fold's output folder.
@@ -180,6 +187,13 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
         nnunet_trainer.num_iterations_per_epoch = int(iterations_per_epoch)
         nnunet_trainer.num_val_iterations_per_epoch = max(1, int(iterations_per_epoch) // 5)
     nnunet_trainer.disable_checkpointing = disable_checkpointing
+    if distance_weight is not None:
+        if not hasattr(nnunet_trainer, "distance_weight"):
+            raise ValueError(f"--distance_weight applies to trainers with a distance-map head (e.g. "
+                             f"DistanceMapTrainer, AnatomyGuidedMultiTaskTrainer), not to {trainer}.")
+        if distance_weight < 0:
+            raise ValueError(f"--distance_weight must be >= 0, got {distance_weight}.")
+        nnunet_trainer.distance_weight = float(distance_weight)
     output_folder = Path(nnunet_trainer.output_folder)
     _record_overrides(output_folder, epochs, iterations_per_epoch)
 

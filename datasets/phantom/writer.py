@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from radconf.datasets.phantom import anatomy
 from radconf.datasets.phantom.generator import PhantomConfig, generate_case
-from radconf.io import array_to_image, atomic_write_image, atomic_write_json
+from radconf.io import array_to_image, atomic_write_image, atomic_write_json, publish_staged_folder
 
 MARKER = "radconf_phantom.json"
 
@@ -40,6 +40,30 @@ def dataset_folder_name(dataset_id: int, name: str) -> str:
     if not 1 <= dataset_id <= 999:
         raise ValueError(f"Dataset id must be between 1 and 999, got {dataset_id}.")
     return f"Dataset{dataset_id:03d}_{name}"
+
+
+def output_is_reusable(folder: Path, dataset_id: int, marker_name: str, params: dict, overwrite: bool, maker: str,
+                       id_flag: str) -> bool:
+    """Whether ``folder`` already holds this output (its marker file equals ``params``); False if it is to be
+    written. Refuses (FileExistsError) an id used by another dataset, a folder not made by ``maker``, and one made with
+    other parameters unless ``overwrite``."""
+    others = [p for p in folder.parent.glob(f"Dataset{dataset_id:03d}_*")
+              if p != folder and not p.name.endswith((".partial", ".replaced"))] if folder.parent.is_dir() else []
+    if others:
+        raise FileExistsError(f"Dataset id {dataset_id} is already used by {others[0]}. Pick another id "
+                              f"(e.g. {id_flag} {dataset_id + 1}) or another nnUNet_raw folder.")
+    if not folder.exists():
+        return False
+    marker = folder / marker_name
+    if not marker.is_file():
+        raise FileExistsError(f"{folder} exists and was not made by {maker}; it is left untouched. Choose another "
+                              f"dataset id or nnUNet_raw folder.")
+    if json.loads(marker.read_text()) == params:
+        return True
+    if not overwrite:
+        raise FileExistsError(f"{folder} was made by {maker} with other parameters. Pass overwrite=True "
+                              f"(--overwrite) to write it again, or choose another dataset id.")
+    return False
 
 
 def _dataset_json(config: PhantomConfig, train: list[str], test: list[str]) -> dict:
@@ -102,20 +126,9 @@ def write_phantom_dataset(raw_root: str | Path, *, dataset_id: int = 501, name: 
     params = {"config": config.to_dict(), "num_train": num_train, "num_test": num_test}
     params = json.loads(json.dumps(params))  # tuples -> lists, as they come back from disk
 
-    others = [p for p in raw_root.glob(f"Dataset{dataset_id:03d}_*") if p != folder] if raw_root.is_dir() else []
-    if others:
-        raise FileExistsError(f"Dataset id {dataset_id} is already used by {others[0]}. Pick another id "
-                              f"(e.g. --dataset-id {dataset_id + 1}) or another nnUNet_raw folder.")
-    if folder.exists():
-        marker = folder / MARKER
-        if not marker.is_file():
-            raise FileExistsError(f"{folder} exists and was not made by the radconf phantom generator; it is left "
-                                  f"untouched. Choose another dataset id or nnUNet_raw folder.")
-        if json.loads(marker.read_text()) == params:
-            return PhantomDataset(folder, train, test, reused=True)
-        if not overwrite:
-            raise FileExistsError(f"{folder} holds a phantom made with other parameters. Pass overwrite=True "
-                                  f"(--overwrite) to regenerate it, or choose another dataset id.")
+    if output_is_reusable(folder, dataset_id, MARKER, params, overwrite, "the radconf phantom generator",
+                          "--dataset-id"):
+        return PhantomDataset(folder, train, test, reused=True)
 
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -125,7 +138,5 @@ def write_phantom_dataset(raw_root: str | Path, *, dataset_id: int = 501, name: 
         _write_case(staging, generate_case(config, index), split)
     atomic_write_json(staging / "dataset.json", _dataset_json(config, train, test))
     atomic_write_json(staging / MARKER, params)
-    if folder.exists():
-        shutil.rmtree(folder)  # only reached for a phantom of ours with other parameters and overwrite=True
-    staging.rename(folder)
+    publish_staged_folder(staging, folder)  # replaces only an output of ours (overwrite checked above)
     return PhantomDataset(folder, train, test, reused=False)

@@ -1,4 +1,5 @@
-"""radconf_generate_phantom: write the synthetic pelvic phantom as an nnU-Net raw dataset."""
+"""radconf_generate_phantom: write the synthetic pelvic phantom as an nnU-Net raw dataset (optionally also its
+CT -> CTV dataset, --ctv-dataset)."""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--femoral-heads", action="store_true",
                         help="also label the femoral heads (left/right bone; train without x-mirroring)")
     parser.add_argument("-o", default=None, help="nnUNet_raw folder (default: $nnUNet_raw or radconf's default)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a phantom made with other parameters")
+    parser.add_argument("--ctv-dataset", type=int, default=None, metavar="ID",
+                        help="also write the phantom's CT -> CTV dataset (labels: ctv = 1) as DatasetID_PhantomCTV, "
+                             "the data of the anatomy-guided CTV benchmark (e.g. --ctv-dataset 503)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a phantom (and CTV dataset) made with other parameters")
     return parser
 
 
@@ -50,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         state = "already present (same parameters), reused" if result.reused else "written"
         print(f"radconf: phantom {state}: {result.folder} ({len(result.train_cases)} training, "
               f"{len(result.test_cases)} held-out cases)")
+        if args.ctv_dataset is not None:
+            from radconf.datasets.phantom.ctv_dataset import write_ctv_dataset
+
+            ctv = write_ctv_dataset(result.folder, raw, dataset_id=args.ctv_dataset, overwrite=args.overwrite)
+            state = "already present (same phantom), reused" if ctv.reused else "written"
+            print(f"radconf: CTV dataset {state}: {ctv.folder} (CT -> ctv, {len(ctv.train_cases)} training, "
+                  f"{len(ctv.test_cases)} held-out cases)")
 
     return run_cli(run)
 

@@ -26,6 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="confidence models: also write binary masks level >= L (e.g. --level 3)")
     parser.add_argument("--level_probabilities", action="store_true",
                         help="confidence models: also write P(level >= c) maps for c = 1..K")
+    parser.add_argument("--save_distance", action="store_true",
+                        help="distance-head models: also write each structure's distance map in mm (distance_maps/)")
+    parser.add_argument("--anatomy", default=None, metavar="DIR",
+                        help="anatomy-channel models: label maps CASE<ending> of the organs (ids as at training)")
+    parser.add_argument("--anatomy_model", default=None, metavar="SPEC",
+                        help="anatomy-channel models: organ model run first, "
+                             "DATASET[:TRAINER[:PLANS[:CONFIG[:FOLDS]]]], e.g. "
+                             "501:nnUNetTrainer:nnUNetPlans:3d_fullres:0,1,2,3,4")
     parser.add_argument("--continue_prediction", action="store_true", help="skip cases already predicted")
     return parser
 
@@ -43,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         cases = predict(args.i, args.o, [spec], device=args.device, save_probabilities=args.save_probabilities,
                         overwrite=not args.continue_prediction, num_processes=args.np,
                         tile_step_size=args.step_size, use_mirroring=not args.disable_tta,
-                        level_probabilities=args.level_probabilities, level_masks=args.level)
+                        level_probabilities=args.level_probabilities, level_masks=args.level,
+                        save_distance=args.save_distance, anatomy_dir=args.anatomy,
+                        anatomy_model=ModelSpec.parse(args.anatomy_model) if args.anatomy_model else None)
         print(f"radconf: predicted {len(cases)} case(s) into {args.o}")
 
     return run_cli(run)

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--disable_checkpointing", action="store_true")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed Python/numpy/torch (repeatable runs need nnUNet_n_proc_DA=0 as well)")
+    parser.add_argument("--distance_weight", type=float, default=None,
+                        help="distance-map head trainers: weight of the distance MSE (default: the trainer's, 1.0; "
+                             "with --c: the weight the run started with)")
     return parser
 
 
@@ -41,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                        device=args.device, continue_training=args.c, only_validation=args.val, export_npz=args.npz,
                        pretrained_weights=args.pretrained_weights, epochs=args.epochs,
                        iterations_per_epoch=args.iterations_per_epoch, validate=not args.no_val,
-                       disable_checkpointing=args.disable_checkpointing, seed=args.seed)
+                       disable_checkpointing=args.disable_checkpointing, seed=args.seed,
+                       distance_weight=args.distance_weight)
         print(f"radconf: training output in {folder}")
 
     return run_cli(run)

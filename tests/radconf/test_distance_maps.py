@@ -5,9 +5,11 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.ndimage import distance_transform_edt
 
-from radconf.distance_maps import distance_to_structure, normalise_distance
+from radconf.distance_maps import (certified_distance, denormalise_distance, distance_to_exterior,
+                                   distance_to_structure, normalise_distance)
 
 
 def test_single_voxel_distances_by_hand_with_anisotropic_spacing():
@@ -48,3 +50,37 @@ def test_empty_and_full_masks_and_bad_spacing():
 def test_normalisation_by_hand():
     values = normalise_distance(np.array([0.0, 20.0, 60.0, -20.0, np.inf]), scale_mm=20.0)
     np.testing.assert_allclose(values, [0.0, 0.5, 0.75, -0.5, 1.0])
+
+
+def test_distance_to_exterior_by_hand():
+    # 3 x 5 array, spacing 0.5 x 1 mm: along rows 0.5, 1.0, 0.5; along columns 1, 2, 3, 2, 1
+    expected = np.array([[0.5, 0.5, 0.5, 0.5, 0.5], [1.0, 1.0, 1.0, 1.0, 1.0], [0.5, 0.5, 0.5, 0.5, 0.5]], np.float32)
+    np.testing.assert_array_equal(distance_to_exterior((3, 5), (0.5, 1.0)), expected)
+    np.testing.assert_array_equal(distance_to_exterior((3, 5), (4.0, 1.0))[1], [1, 2, 3, 2, 1])
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_certified_distance_equals_the_whole_image_distance(signed):
+    rng = np.random.default_rng(4)
+    volume = ndimage.binary_dilation(rng.random((30, 40, 36)) > 0.995, iterations=3)
+    spacing = (2.5, 1.0, 0.7)
+    truth = distance_to_structure(volume, spacing, signed=signed)
+    window = (slice(6, 22), slice(10, 31), slice(3, 30))
+    patch = volume[window]
+    distance, valid = certified_distance(patch, spacing, signed=signed)
+    np.testing.assert_allclose(distance[valid], truth[window][valid], rtol=1e-5, atol=1e-4)
+    assert valid.mean() > 0.3  # most of the patch is certified
+    # where the patch alone is wrong, it is never certified
+    wrong = ~np.isclose(distance, truth[window], rtol=1e-5, atol=1e-4)
+    assert wrong.any() and not (wrong & valid).any()
+
+
+def test_certified_distance_of_an_empty_patch_is_never_valid():
+    distance, valid = certified_distance(np.zeros((4, 5, 6), bool), (1.0, 1.0, 1.0))
+    assert np.isinf(distance).all() and not valid.any()
+
+
+def test_denormalise_inverts_normalise():
+    distance = np.array([0.0, 1.5, 20.0, 300.0, -7.0], np.float32)
+    np.testing.assert_allclose(denormalise_distance(normalise_distance(distance, 20.0), 20.0), distance, rtol=1e-4)
+    assert np.isfinite(denormalise_distance(np.array([1.0, -1.0]), 20.0)).all()

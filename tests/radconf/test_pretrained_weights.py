@@ -48,3 +48,27 @@ def test_unsafe_checkpoint_is_refused(tmp_path):
 
 class _Payload:
     """An arbitrary object: unpickling it would import and run code from the test module."""
+
+
+def test_plain_checkpoint_initialises_a_distance_head_network(tmp_path):
+    from radconf.trainers.distance_head import DistanceHeadNetwork
+
+    torch.manual_seed(0)
+    plain = _net(outputs=3)
+    path = tmp_path / "plain.pth"
+    torch.save({"network_weights": plain.state_dict()}, path)
+    torch.manual_seed(1)
+    multi_task = DistanceHeadNetwork(_net(outputs=3), num_distance_channels=2, n_conv_per_stage=1)
+    head_before = {k: v.clone() for k, v in multi_task.state_dict().items() if k.startswith("distance_decoder.")
+                   and not k.startswith("distance_decoder.encoder.")}
+    load_pretrained_weights(multi_task, path)
+    after = multi_task.state_dict()
+    for key, value in plain.state_dict().items():
+        if ".seg_layers." not in key:
+            assert torch.equal(after[key], value), key
+    # the head's own layers keep their initialisation; the encoder it shares is the pretrained one under every name
+    for key, value in head_before.items():
+        assert torch.equal(after[key], value), key
+    for key, value in after.items():
+        if key.startswith("distance_decoder.encoder."):
+            assert torch.equal(value, plain.state_dict()[key[len("distance_decoder."):]]), key

@@ -1,0 +1,420 @@
+"""Anatomy datasets: a source dataset's images and target labels plus one organ mask per extra image channel.
+
+:func:`make_anatomy_dataset` (command ``radconf_anatomy_dataset``) writes ``$nnUNet_raw/DatasetXXX_<Name>``::
+
+    imagesTr/<case>_0000 .. _{c-1}<ending>   the source's c image channels (byte copies)
+    imagesTr/<case>_{c+i}<ending>            anatomy structure i (--anatomy order): uint8 0/1 on the image's grid
+    labelsTr/<case><ending>                  the target labels renumbered 1..n (uint8), everything else 0
+    imagesTs/, labelsTs/                     held-out cases likewise
+    dataset.json                             "noNorm" per mask channel, "radconf": {"anatomy": ..., ...}
+
+The masks are cut from (a) the source's own label maps, (b) another raw dataset's label maps of the same cases, or
+(c) an organ model's cross-validated predictions (``fold_k/validation/``): what the model will see at inference, as in
+nnU-Net's cascade. With (c) held-out cases get their image channels only; at inference the organ model predicts their
+anatomy first (:mod:`radconf.anatomy_inputs`). Every problem found in names and file headers is reported at once
+before anything is written; the dataset is built in ``<folder>.partial`` and renamed into place. The source is never
+modified.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from radconf.anatomy import ENCODINGS, MASK_CHANNEL_NAME, AnatomyChannels
+from radconf.anatomy_inputs import case_channels, cut_masks, read_geometry, write_on_grid
+from radconf.fusion_checks import RESAMPLE_HINT, geometry_difference, resolve_source_folder
+from radconf.io import atomic_write_json, publish_staged_folder
+
+GENERATOR = "radconf.anatomy_dataset"
+
+
+@dataclass(frozen=True)
+class AnatomyDataset:
+    """Where the anatomy dataset was written, its cases, its declaration and the absent-structure warnings."""
+
+    folder: Path
+    train_cases: list[str]
+    test_cases: list[str]
+    anatomy: AnatomyChannels
+    targets: dict[str, int]  # target name -> label id in the new dataset
+    warnings: list[str]  # one line per structure absent from a case (its channel is all zero)
+
+
+@dataclass(frozen=True)
+class _Case:
+    case: str
+    split: str  # "train" or "test"
+    images: tuple[Path, ...]  # channel 0 first
+    target: Path | None  # source label map (None: a held-out case without one)
+    anatomy: Path | None  # label map the masks are cut from (None: image channels only)
+
+
+@dataclass(frozen=True)
+class _AnatomySource:
+    kind: str  # "labels", "dataset" or "model"
+    origin: str  # source dataset name, anatomy dataset name or model spec
+    labels: dict  # that source's dataset.json labels
+    where: str  # the dataset.json they were read from
+    maps: dict[str, Path]  # case -> label map
+    folder: Path | None  # a raw dataset folder that must not be written to
+
+
+def _read_dataset_json(folder: Path) -> dict:
+    path = folder / "dataset.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; the dataset needs a dataset.json with channel_names, labels and "
+                                f"file_ending.")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); fix it.") from None
+    if not isinstance(data.get("labels"), dict):
+        raise ValueError(f"{path} has no 'labels' mapping (name -> id); add one.")
+    return data
+
+
+def _foreground(labels: Mapping) -> dict:
+    return {str(n): v for n, v in labels.items() if str(n) != "background" and v != 0}
+
+
+def _label_maps(folder: Path, ending: str) -> dict[str, Path]:
+    """Case -> label map over ``labelsTr`` and ``labelsTs`` of a raw dataset."""
+    from radconf.evaluation.io import list_cases
+
+    maps: dict[str, Path] = {}
+    for sub in ("labelsTs", "labelsTr"):
+        if (folder / sub).is_dir():
+            maps.update(list_cases(folder / sub, ending))
+    return maps
+
+
+def _model_source(spec_text: str, results_root: Path, train_cases: Sequence[str],
+                  problems: list[str]) -> _AnatomySource:
+    """An organ model's cross-validated predictions; incomplete or overlapping folds go into ``problems``."""
+    from radconf.evaluation.io import list_cases
+    from radconf.inference import ModelSpec
+
+    spec = ModelSpec.parse(spec_text)
+    if "all" in spec.folds:
+        raise ValueError(f"Anatomy model {spec}: fold 'all' saw every case in training, so it has no cross-validated "
+                         f"predictions; use folds 0,1,2,3,4.")
+    train_hint = f"radconf_train {spec.dataset} {spec.configuration} FOLD -tr {spec.trainer} -p {spec.plans}"
+    try:
+        folder = spec.model_folder(results_root)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Anatomy model {spec}: nnUNet_results ({results_root}) holds no model of dataset "
+                                f"{spec.dataset}; run its cross-validation first: {train_hint} for FOLD in "
+                                f"{' '.join(spec.folds)}.") from None
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Anatomy model folder {folder} does not exist; run its cross-validation first: "
+                                f"{train_hint} for FOLD in {' '.join(spec.folds)}.")
+    dataset_json = _read_dataset_json(folder)
+    maps: dict[str, Path] = {}
+    empty = []
+    for fold in spec.folds:
+        validation = folder / f"fold_{fold}" / "validation"
+        predictions = list_cases(validation, dataset_json["file_ending"]) if validation.is_dir() else {}
+        empty += [] if predictions else [fold]
+        for case, path in predictions.items():
+            if case in maps:
+                problems.append(f"case {case} is predicted in two folds ({maps[case]} and {path}); each case must be "
+                                f"validated by one fold only. Remove the stale prediction or fix the model's splits.")
+            maps[case] = path
+    missing = [case for case in train_cases if case not in maps]
+    if missing:
+        todo = (f"for the fold(s) without validation predictions ({', '.join(empty)})" if empty else
+                f"for the fold(s) that validate them (the spec has folds {','.join(spec.folds)})")
+        problems.append(f"{len(missing)} training case(s) have no cross-validated anatomy prediction in "
+                        f"{folder}/fold_*/validation: {', '.join(missing)}. Finish the organ model's cross-validation: "
+                        f"{train_hint} {todo} (add --val if a fold is trained but its validation was skipped).")
+    return _AnatomySource("model", str(spec), dataset_json["labels"], str(folder / "dataset.json"), maps, None)
+
+
+def _check_output(raw_root: Path, folder: Path, dataset_id: int, protected: list[Path], overwrite: bool) -> None:
+    for other in protected:
+        if folder.resolve() == other or other in folder.resolve().parents:
+            raise FileExistsError(f"The output {folder} would replace (or lie inside) the input dataset {other}; pick "
+                                  f"another dataset id (-d) or name (-n).")
+    others = [p for p in raw_root.glob(f"Dataset{dataset_id:03d}_*")
+              if p.is_dir() and p.name != folder.name and not p.name.endswith((".partial", ".replaced"))]
+    if others:
+        raise FileExistsError(f"Dataset id {dataset_id} is already used by {others[0]} (another name); pick another "
+                              f"id with -d, e.g. -d {dataset_id + 1}.")
+    if folder.exists():
+        try:
+            entry = json.loads((folder / "dataset.json").read_text()).get("radconf")
+        except (OSError, ValueError, AttributeError):
+            entry = None
+        if not (isinstance(entry, dict) and entry.get("generator") == GENERATOR):
+            raise FileExistsError(f"{folder} exists and was not written by radconf_anatomy_dataset; it is left "
+                                  f"untouched. Pick another dataset id or name.")
+        if not overwrite:
+            raise FileExistsError(f"{folder} exists (an earlier radconf_anatomy_dataset output). Pass --overwrite "
+                                  f"(overwrite=True) to replace it, or pick another dataset id or name.")
+
+
+def _select(source_labels: Mapping, anatomy_source: _AnatomySource, anatomy: Sequence[str],
+            targets: Sequence[str] | None, source_where: str, problems: list[str]) -> list[str]:
+    """Checks the structure and target names (problems collected); returns the target names."""
+    known = _foreground(anatomy_source.labels)
+    for what, names in (("--anatomy", anatomy), ("--target", targets or [])):
+        repeated = sorted({n for n in names if list(names).count(n) > 1})
+        if repeated:
+            problems.append(f"{what} names {repeated} more than once; give each structure once.")
+    unknown = [n for n in anatomy if n not in known]
+    if unknown:
+        problems.append(f"anatomy structures {unknown} are not labels of {anatomy_source.where}; known: "
+                        f"{', '.join(known) or 'none'}.")
+    regions = [n for n in anatomy if isinstance(known.get(n), list)]
+    if regions:
+        problems.append(f"anatomy structures {regions} are regions (lists of label ids) in {anatomy_source.where}; "
+                        f"masks are cut from single label ids, so pick the regions' member labels.")
+    candidates = _foreground(source_labels)
+    if targets is None:
+        targets = [n for n in candidates if n not in anatomy]
+    else:
+        unknown = [n for n in targets if n not in candidates]
+        if unknown:
+            problems.append(f"--target labels {unknown} are not labels of {source_where}; known: "
+                            f"{', '.join(candidates) or 'none'}.")
+    regions = [n for n in targets if isinstance(candidates.get(n), list)]
+    if regions:
+        problems.append(f"target labels {regions} are regions (lists of label ids) in {source_where}; "
+                        f"radconf_anatomy_dataset writes plain labels only: select single labels with --target.")
+    both = [n for n in targets if n in anatomy]
+    if both:
+        problems.append(f"{both} are both anatomy structures and targets: the model would see its own target as "
+                        f"input. Drop them from --target or from --anatomy.")
+    if not targets:
+        problems.append(f"no target labels left in {source_where} once the anatomy structures are taken out; select "
+                        f"targets with --target.")
+    return list(targets)
+
+
+def _scan_cases(source: Path, ending: str, n_channels: int, anatomy_source: _AnatomySource,
+                problems: list[str]) -> list[_Case]:
+    """The source's cases with their files; missing files and header mismatches go into ``problems``."""
+    splits = {"train": case_channels(source / "imagesTr", ending),
+              "test": case_channels(source / "imagesTs", ending) if (source / "imagesTs").is_dir() else {}}
+    problems += [f"case {c} is in both imagesTr and imagesTs of {source}; keep it in one of them."
+                 for c in sorted(set(splits["train"]) & set(splits["test"]))]
+    expected = list(range(n_channels))
+    cases = []
+    for split, found in splits.items():
+        suffix = "Tr" if split == "train" else "Ts"
+        for case, channels in found.items():
+            if channels != expected:
+                problems.append(f"case {case}: {source}/images{suffix} holds channels {channels} but dataset.json "
+                                f"declares {n_channels}; provide {case}_0000..{case}_{n_channels - 1:04d}{ending}.")
+                continue
+            target = source / f"labels{suffix}" / f"{case}{ending}"
+            if not target.is_file():
+                if split == "train":
+                    problems.append(f"case {case}: target label map {target} is missing; add it or remove the "
+                                    f"case's images.")
+                target = None
+            anatomy = anatomy_source.maps.get(case)
+            reported = anatomy_source.kind == "labels" and split == "train"  # the missing target said it
+            if anatomy is None and not reported and not (anatomy_source.kind == "model" and split == "test"):
+                where = (f"{source}/labels{suffix}/{case}{ending}" if anatomy_source.kind == "labels"
+                         else f"labelsTr/ or labelsTs/ of {anatomy_source.folder}")
+                problems.append(f"case {case}: anatomy label map missing ({where}); add it, or remove the case's "
+                                f"images from the source.")
+            images = tuple(source / f"images{suffix}" / f"{case}_{c:04d}{ending}" for c in expected)
+            cases.append(_Case(case, split, images, target, anatomy))
+    if not splits["train"]:
+        problems.append(f"{source}/imagesTr holds no images named <case>_0000{ending}.")
+    for case in cases:
+        _check_headers(case, problems)
+    return sorted(cases, key=lambda c: (c.split != "train", c.case))
+
+
+def _check_headers(case: _Case, problems: list[str]) -> None:
+    try:
+        image = read_geometry(case.images[0])
+    except ValueError as error:
+        problems.append(f"case {case.case}: {error}")
+        return
+    for what, path in (("target label map", case.target), ("anatomy label map", case.anatomy)):
+        if path is None or (what == "anatomy label map" and path == case.target):
+            continue
+        try:
+            difference = geometry_difference(image, read_geometry(path))
+        except ValueError as error:
+            problems.append(f"case {case.case}: {error}")
+            continue
+        if difference:
+            problems.append(f"case {case.case}: {what} {path} does not match image {case.images[0].name}: "
+                            f"{difference}. {RESAMPLE_HINT}")
+
+
+def _remap(array: np.ndarray, mapping: Mapping[int, int]) -> np.ndarray:
+    """Label ids ``mapping``'s keys -> its values, every other value -> 0, as uint8."""
+    lookup = np.zeros(max(int(array.max(initial=0)), max(mapping, default=0)) + 1, np.uint8)
+    for old, new in mapping.items():
+        lookup[old] = new
+    return lookup[array]
+
+
+def _write_case(case: _Case, staging: Path, ending: str, anatomy: AnatomyChannels, label_ids: Mapping[str, int],
+                target_map: Mapping[int, int]) -> list[str]:
+    """Copies the images and writes the masks and the remapped targets; returns absent-structure warnings."""
+    from radconf.evaluation.io import read_label_image
+
+    suffix = "Tr" if case.split == "train" else "Ts"
+    for image in case.images:
+        shutil.copyfile(image, staging / f"images{suffix}" / image.name)
+    grid = read_geometry(case.images[0])
+    warnings = []
+    if case.anatomy is not None:
+        for index, name, mask in zip(anatomy.indices, anatomy.names, cut_masks(case.anatomy, label_ids, anatomy.names)):
+            write_on_grid(mask, grid, staging / f"images{suffix}" / f"{case.case}_{index:04d}{ending}")
+            if not mask.any():
+                warnings.append(f"case {case.case}: {name} (label {label_ids[name]}) is absent from {case.anatomy}; "
+                                f"its channel {index} is all zero.")
+    if case.target is not None:
+        labels, _ = read_label_image(case.target)
+        write_on_grid(_remap(labels, target_map), grid, staging / f"labels{suffix}" / f"{case.case}{ending}")
+    return warnings
+
+
+def make_anatomy_dataset(source: str | os.PathLike, dataset_id: int, name: str | None = None, *,
+                         anatomy: Sequence[str], targets: Sequence[str] | None = None,
+                         anatomy_dataset: str | os.PathLike | None = None, anatomy_model: str | None = None,
+                         encoding: str = "binary", overwrite: bool = False, raw_root: str | os.PathLike | None = None,
+                         results_root: str | os.PathLike | None = None, progress: bool = True) -> AnatomyDataset:
+    """Writes a source dataset's images and target labels plus anatomy mask channels as a new nnU-Net raw dataset.
+
+    Args:
+        source: source dataset folder, or its id/name in ``raw_root``.
+        dataset_id: id of the new dataset (1..999).
+        name: its name (default ``<source name>Anatomy``); the folder is ``DatasetXXX_<name>``.
+        anatomy: structure names, one mask channel each, after the image channels in this order.
+        targets: source labels kept as labels, renumbered 1..n in this order (default: every source label that is
+            not an anatomy structure, in label-id order).
+        anatomy_dataset: cut the masks from this raw dataset's labelsTr/labelsTs (same case identifiers).
+        anatomy_model: cut them from this model's cross-validated predictions (``ModelSpec.parse`` text); held-out
+            cases then get image channels only. Default (neither): the source's own label maps.
+        encoding: how the network sees the masks (``binary`` or ``ct``, see :mod:`radconf.anatomy`).
+        overwrite: replace an earlier output of this function (never anything else).
+        raw_root: nnUNet_raw (default ``$nnUNet_raw``).
+        results_root: nnUNet_results, for ``anatomy_model`` (default ``$nnUNet_results``).
+        progress: tqdm bar over cases.
+
+    Returns:
+        The folder, cases, anatomy declaration, target ids and absent-structure warnings.
+
+    Raises:
+        FileNotFoundError: the source, the anatomy dataset or the model folder missing.
+        FileExistsError: the output exists and may not be replaced, or its id is used by another dataset.
+        ValueError: every problem of names and files found, one per line, each naming the file and the fix.
+    """
+    from tqdm import tqdm
+
+    if anatomy_dataset is not None and anatomy_model is not None:
+        raise ValueError("Give the anatomy either from a dataset (--anatomy_dataset) or from a model "
+                         "(--anatomy_model), not both.")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"Unknown anatomy encoding {encoding!r}; use one of {', '.join(ENCODINGS)}.")
+    if not anatomy:
+        raise ValueError("Name at least one anatomy structure (--anatomy bladder rectum ...).")
+    if not 1 <= dataset_id <= 999:
+        raise ValueError(f"Dataset id (-d) must be between 1 and 999, got {dataset_id}.")
+    if raw_root is None or (anatomy_model is not None and results_root is None):
+        from radconf.paths import require_nnunet_paths
+
+        paths = require_nnunet_paths()
+        raw_root, results_root = raw_root or paths.raw, results_root or paths.results
+    raw_root = Path(raw_root)
+    source_folder = resolve_source_folder(source, raw_root)
+    source_name = re.sub(r"^Dataset\d{3}_", "", source_folder.name)
+    name = name or f"{source_name}Anatomy"
+    if not re.fullmatch(r"\w+", name):
+        raise ValueError(f"Dataset name (-n) {name!r} may hold only letters, digits and underscores.")
+    folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
+    source_json = _read_dataset_json(source_folder)
+    source_where = str(source_folder / "dataset.json")
+    ending = source_json.get("file_ending", ".nii.gz")
+    channel_names = dict(source_json.get("channel_names") or source_json.get("modality") or {"0": "CT"})
+    train_cases = list(case_channels(source_folder / "imagesTr", ending))
+
+    problems: list[str] = []
+    if anatomy_model is not None:
+        kind = _model_source(anatomy_model, Path(results_root), train_cases, problems)
+    elif anatomy_dataset is not None:
+        other = resolve_source_folder(anatomy_dataset, raw_root)
+        other_json = _read_dataset_json(other)
+        kind = _AnatomySource("dataset", other.name, other_json["labels"], str(other / "dataset.json"),
+                              _label_maps(other, other_json.get("file_ending", ending)), other)
+    else:
+        kind = _AnatomySource("labels", source_folder.name, source_json["labels"], source_where,
+                              _label_maps(source_folder, ending), source_folder)
+    _check_output(raw_root, folder, dataset_id, [p for p in (source_folder, kind.folder) if p], overwrite)
+    targets = _select(source_json["labels"], kind, anatomy, targets, source_where, problems)
+    cases = _scan_cases(source_folder, ending, len(channel_names), kind, problems)
+    if problems:
+        shown = problems[:30] + ([f"... and {len(problems) - 30} more"] if len(problems) > 30 else [])
+        raise ValueError(f"radconf_anatomy_dataset: {len(problems)} problem(s), nothing written:\n  "
+                         + "\n  ".join(shown))
+
+    label_ids = {n: int(kind.labels[n]) for n in anatomy}
+    declaration = AnatomyChannels(channels={len(channel_names) + i: n for i, n in enumerate(anatomy)},
+                                  encoding=encoding, ct_channel=0, source_labels=label_ids,
+                                  source={"kind": kind.kind, "from": kind.origin})
+    new_ids = {t: i + 1 for i, t in enumerate(targets)}
+    target_map = {int(source_json["labels"][t]): new_ids[t] for t in targets}
+    train = [c.case for c in cases if c.split == "train"]
+    test = [c.case for c in cases if c.split == "test"]
+
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for sub in ("imagesTr", "labelsTr") + (("imagesTs", "labelsTs") if test else ()):
+        (staging / sub).mkdir(parents=True)
+    warnings: list[str] = []
+    try:
+        for case in tqdm(cases, desc="radconf_anatomy_dataset", unit="case", disable=not progress):
+            warnings += _write_case(case, staging, ending, declaration, label_ids, target_map)
+        atomic_write_json(staging / "dataset.json", _dataset_json(
+            channel_names, declaration, new_ids, train, test, ending, name, source_folder.name,
+            {t: source_json["labels"][t] for t in targets}))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    publish_staged_folder(staging, folder)  # replaces only an earlier output of ours (overwrite checked above)
+    return AnatomyDataset(folder, train, test, declaration, new_ids, warnings)
+
+
+def _dataset_json(channel_names: Mapping[str, str], anatomy: AnatomyChannels, labels: Mapping[str, int],
+                  train: list[str], test: list[str], ending: str, name: str, derived_from: str,
+                  source_ids: Mapping[str, int]) -> dict:
+    from_model = anatomy.source["kind"] == "model"
+    entry = {
+        "anatomy": anatomy.to_json(),
+        "derived_from": derived_from,
+        "target_source_labels": dict(source_ids),  # target name -> its id in the source's label maps
+        "test_cases": test,
+        # imagesTs of a model-derived dataset lack the masks: predict them with the organ model first
+        "imagesTs_channels": (anatomy.image_channels(len(channel_names) + len(anatomy.indices)) if from_model
+                              else list(range(len(channel_names) + len(anatomy.indices)))),
+        "generator": GENERATOR,
+    }
+    if from_model:
+        entry["inference"] = (f"two-stage: predict the anatomy with {anatomy.source['from']}, add the masks with "
+                              f"radconf.anatomy_inputs.assemble_anatomy_inputs, then predict with this dataset's model")
+    return {
+        "channel_names": {**dict(channel_names), **{str(i): MASK_CHANNEL_NAME for i in anatomy.indices}},
+        "labels": {"background": 0, **dict(labels)},
+        "numTraining": len(train),
+        "file_ending": ending,
+        "name": name,
+        "description": (f"{derived_from} with anatomy channels {anatomy.names} ({anatomy.source['kind']}: "
+                        f"{anatomy.source['from']}) and targets {list(labels)}, written by radconf_anatomy_dataset"),
+        "radconf": entry,
+    }

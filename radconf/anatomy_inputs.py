@@ -1,0 +1,161 @@
+"""Inputs of two-stage prediction: image channels + anatomy masks cut from an organ model's label maps.
+
+An anatomy model (:mod:`radconf.anatomy`) reads ``num_channels`` channels per case: the image channels
+(``AnatomyChannels.image_channels``) and one binary organ mask per anatomy channel. At inference the masks come from
+the label maps a first (organ) model predicted. :func:`assemble_anatomy_inputs` writes images and masks into one
+folder that the anatomy model reads; :func:`split_channels_present` tells whether a folder already holds them all.
+Masks are uint8 0/1 written with the case's first image channel's geometry, as ``radconf_anatomy_dataset`` writes them
+for training.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from radconf.anatomy import AnatomyChannels, masks_from_label_map
+from radconf.fusion_checks import RESAMPLE_HINT, ImageGeometry, geometry_difference, read_header
+from radconf.io import atomic_write_bytes, atomic_write_image
+
+
+def case_channels(folder: str | os.PathLike, file_ending: str) -> dict[str, list[int]]:
+    """Case -> sorted channel indices of the files ``CASE_XXXX<ending>`` in ``folder``.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+        ValueError: a file with the ending whose name lacks the ``_XXXX`` channel suffix.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Image folder {folder} does not exist.")
+    pattern = re.compile(r"(.+)_(\d{4})" + re.escape(file_ending))
+    channels: dict[str, list[int]] = {}
+    for name in sorted(os.listdir(folder)):
+        if name.startswith(".") or not name.endswith(file_ending):
+            continue
+        match = pattern.fullmatch(name)
+        if not match:
+            raise ValueError(f"{folder / name}: image files must be named CASE_XXXX{file_ending} (XXXX = channel, "
+                             f"e.g. CASE_0000{file_ending}); rename it.")
+        channels.setdefault(match.group(1), []).append(int(match.group(2)))
+    return {case: sorted(found) for case, found in sorted(channels.items())}
+
+
+def split_channels_present(images_dir: str | os.PathLike, file_ending: str, anatomy: AnatomyChannels,
+                           num_channels: int) -> bool:
+    """Whether ``images_dir`` holds every channel (True: give it to the model as it is) or only the image channels
+    (False: assemble the anatomy channels first).
+
+    Raises:
+        FileNotFoundError: the folder is missing or holds no images.
+        ValueError: a case with other channels, or a folder mixing both kinds of cases.
+    """
+    if max(anatomy.indices) >= num_channels:
+        raise ValueError(f"Anatomy channels {anatomy.indices} do not fit a model with {num_channels} input channels.")
+    found = case_channels(images_dir, file_ending)
+    if not found:
+        raise FileNotFoundError(f"No CASE_XXXX{file_ending} images in {images_dir}.")
+    every, images = list(range(num_channels)), anatomy.image_channels(num_channels)
+    complete = {case: channels == every for case, channels in found.items() if channels in (every, images)}
+    wrong = [case for case in found if case not in complete]
+    if wrong:
+        raise ValueError(f"{images_dir}: case {wrong[0]} has channels {found[wrong[0]]} ({len(wrong)} case(s) "
+                         f"affected); the anatomy model expects either its image channels {images} (the anatomy "
+                         f"channels {anatomy.indices} are then cut from predicted label maps) or all channels {every}.")
+    if len(set(complete.values())) > 1:
+        with_masks = [case for case, full in complete.items() if full]
+        raise ValueError(f"{images_dir} mixes cases with anatomy channels ({', '.join(with_masks[:5])}) and cases "
+                         f"without; keep one kind per folder.")
+    return next(iter(complete.values()))
+
+
+def read_geometry(path: Path) -> ImageGeometry:
+    """Geometry of an image file from its header (no voxel data read)."""
+    return ImageGeometry.of(read_header(Path(path)))
+
+
+def write_on_grid(array: np.ndarray, geometry: ImageGeometry, path: Path) -> Path:
+    """Writes ``array`` (numpy (z, y, x)) atomically with ``geometry``'s spacing, origin and direction."""
+    import SimpleITK as sitk
+
+    return atomic_write_image(path, geometry.apply_to(sitk.GetImageFromArray(array)))
+
+
+def cut_masks(label_map: Path, label_ids: Mapping[str, int], names: Sequence[str]) -> list[np.ndarray]:
+    """Binary uint8 masks of ``names`` cut from a label map file, one per name, in order."""
+    from radconf.evaluation.io import read_label_image
+
+    array, _ = read_label_image(label_map)
+    return masks_from_label_map(array, label_ids, names, where=str(label_map))
+
+
+def assemble_anatomy_inputs(images_dir: str | os.PathLike, label_maps_dir: str | os.PathLike,
+                            output_dir: str | os.PathLike, anatomy: AnatomyChannels, file_ending: str,
+                            num_channels: int, label_ids: Mapping[str, int] | None = None) -> list[str]:
+    """Writes each case's image channels and the anatomy masks cut from its label map into ``output_dir``.
+
+    Args:
+        images_dir: ``CASE_XXXX<ending>`` files holding exactly the image channels ``anatomy.image_channels``.
+        label_maps_dir: ``CASE<ending>`` label maps, e.g. an organ model's predictions.
+        output_dir: where ``CASE_XXXX<ending>`` for all ``num_channels`` channels go (created if needed).
+        anatomy: the anatomy model's declaration (its dataset.json, via :func:`radconf.anatomy.anatomy_of`).
+        file_ending: file ending of images and label maps, e.g. ``.nii.gz``.
+        num_channels: input channels of the anatomy model.
+        label_ids: structure name -> label id in the label maps (default ``anatomy.source_labels``).
+
+    Returns:
+        The case identifiers written.
+
+    Raises:
+        FileNotFoundError: a folder missing, or cases without a label map (all listed).
+        ValueError: structures without a label id, an images folder already holding anatomy channels or other
+            channels, or label maps whose geometry differs from the image (all listed), each naming file and fix.
+    """
+    images_dir, label_maps_dir, output_dir = Path(images_dir), Path(label_maps_dir), Path(output_dir)
+    label_ids = dict(anatomy.source_labels if label_ids is None else label_ids)
+    unknown = [name for name in anatomy.names if name not in label_ids]
+    if unknown:
+        raise ValueError(f"Anatomy structures {unknown} have no label id in the label maps' table {label_ids}; pass "
+                         f"label_ids (structure name -> id of the organ model's labels).")
+    if output_dir.resolve() in (images_dir.resolve(), label_maps_dir.resolve()):
+        raise ValueError(f"Output folder {output_dir} must differ from the images and label-map folders.")
+    if split_channels_present(images_dir, file_ending, anatomy, num_channels):
+        raise ValueError(f"{images_dir} already holds the anatomy channels {anatomy.indices}; give it to the model "
+                         f"as it is (no assembly needed), or remove those files to cut them from label maps.")
+    from radconf.evaluation.io import list_cases
+
+    cases = list(case_channels(images_dir, file_ending))
+    if not label_maps_dir.is_dir():
+        raise FileNotFoundError(f"Label-map folder {label_maps_dir} does not exist; predict the anatomy first (the "
+                                f"organ model, e.g. radconf_predict) into it.")
+    maps = list_cases(label_maps_dir, file_ending)
+    missing = [case for case in cases if case not in maps]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} case(s) of {images_dir} have no label map {label_maps_dir}/"
+                                f"CASE{file_ending}: {', '.join(missing)}. Predict their anatomy with the organ model "
+                                f"first, or remove their images.")
+    first = anatomy.image_channels(num_channels)[0]
+    grids, problems = {}, []
+    for case in cases:
+        image = images_dir / f"{case}_{first:04d}{file_ending}"
+        try:
+            grids[case] = read_geometry(image)
+            difference = geometry_difference(grids[case], read_geometry(maps[case]))
+        except ValueError as error:
+            problems.append(f"case {case}: {error}")
+            continue
+        if difference:
+            problems.append(f"case {case}: label map {maps[case]} does not match image {image.name}: {difference}. "
+                            f"{RESAMPLE_HINT}")
+    if problems:
+        raise ValueError(f"Anatomy inputs have {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    for case in cases:
+        for channel in anatomy.image_channels(num_channels):
+            name = f"{case}_{channel:04d}{file_ending}"
+            atomic_write_bytes(output_dir / name, (images_dir / name).read_bytes())
+        for index, mask in zip(anatomy.indices, cut_masks(maps[case], label_ids, anatomy.names)):
+            write_on_grid(mask, grids[case], output_dir / f"{case}_{index:04d}{file_ending}")
+    return cases

@@ -1,0 +1,36 @@
+"""The anatomy-guided multi-task network (AG-MTN, seed 004): anatomy channels in, distance-map head out.
+
+The four models of the paper's ablation, each trained with one ``radconf_train`` command:
+
+=================================  ================================  ======================================
+model                              trainer                           dataset
+=================================  ================================  ======================================
+plain 3D U-Net                     ``nnUNetTrainer``                 target only (e.g. CT -> CTV)
+distance head only (MTN)           ``DistanceMapTrainer``            target only
+anatomy only (AG-UNet)             ``AnatomyChannelsTrainer``        with anatomy channels
+both (AG-MTN)                      ``AnatomyGuidedMultiTaskTrainer`` with anatomy channels
+=================================  ================================  ======================================
+
+``...NoDA`` variants skip data augmentation for CPU budgets; ``AnatomyGuidedMultiTaskTrainerBoundaryDice`` adds the
+paper's boundary-weighted Dice.
+"""
+# no ``from __future__ import annotations``: trainer signatures must equal nnUNetTrainer's
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import nnUNetTrainerNoDA
+
+from radconf.trainers.anatomy_channels import AnatomyChannelsMixin
+from radconf.trainers.dice_variants import BoundaryDiceMixin
+from radconf.trainers.distance_head import DistanceHeadMixin
+
+
+class AnatomyGuidedMultiTaskTrainer(AnatomyChannelsMixin, DistanceHeadMixin, nnUNetTrainer):
+    """Anatomy channels + distance-map head on nnU-Net's default trainer."""
+
+
+class AnatomyGuidedMultiTaskTrainerNoDA(AnatomyChannelsMixin, DistanceHeadMixin, nnUNetTrainerNoDA):
+    """``AnatomyGuidedMultiTaskTrainer`` without data augmentation (CPU budgets, tests)."""
+
+
+class AnatomyGuidedMultiTaskTrainerBoundaryDice(BoundaryDiceMixin, AnatomyChannelsMixin, DistanceHeadMixin,
+                                                nnUNetTrainer):
+    """AG-MTN with the paper's boundary-weighted Dice in the segmentation loss."""
