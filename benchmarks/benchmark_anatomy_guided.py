@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 # benchmarks/ is on sys.path when a script runs
-from benchmark_common import median_epoch_seconds, nnunet_work_folders, run_module, write_tables
+from benchmark_common import benchmark_workspace, median_epoch_seconds, run_module, write_tables
 
 PHANTOM_ID, CTV_ID, ANATOMY_ID = 501, 503, 504
 ANATOMY = ("bladder", "rectum", "gluteal_muscles")
@@ -72,7 +72,8 @@ def _model_result(name: str, trainer: str, anatomy: bool, folders: dict, env: di
     print(f"{name}: {trainer}, {args.epochs} x {args.iterations} iterations", flush=True)
     train_s = _train(dataset_id, trainer, env, log, args)
     result = {"name": name, "trainer": trainer, "train_s": train_s}
-    model = folders["nnUNet_results"] / next(raw.glob(f"Dataset{dataset_id}_*")).name / f"{trainer}__{PLANS}__3d_fullres"
+    dataset_name = next(raw.glob(f"Dataset{dataset_id}_*")).name
+    model = folders["nnUNet_results"] / dataset_name / f"{trainer}__{PLANS}__3d_fullres"
     result["median_epoch_s"] = median_epoch_seconds(model / "fold_all")
     images = ctv_dataset / "imagesTs"  # CT only: anatomy models run the organ model first
     predictions = work / f"predictions_{trainer}"
@@ -147,11 +148,7 @@ def main() -> None:
 
     from radconf.io import atomic_write_text
 
-    work = Path(args.work).resolve()
-    out = Path(args.out).resolve() if args.out else work
-    out.mkdir(parents=True, exist_ok=True)
-    folders, env = nnunet_work_folders(work)
-    log = work / "benchmark_log.txt"
+    work, out, folders, env, log = benchmark_workspace(args.work, args.out)
     organ_spec = _prepare(folders, env, log)
     organ_result = work / "result_organ_model.json"
     if not organ_result.is_file():
@@ -177,7 +174,7 @@ def main() -> None:
         rows.append(dict(zip(header, [
             r["name"], r["trainer"], f"{s['dice']['mean']:.3f} ± {s['dice']['sd']:.3f}",
             f"{s['dice']['min']:.3f} ({s['dice']['worst_case']})",
-            "" if r is results[0] else f"{_paired_p(r['two_stage']['per_case_dice'], baseline):.3f}",
+            "" if r is results[0] else f"{_paired_p(r['two_stage']['per_case_dice'], baseline):.2g}",
             f"{s['hd95_mm']['mean']:.2f}", f"{s['assd_mm']['mean']:.2f}", f"{s['surface_dice_2.0mm']['mean']:.3f}",
             f"{oracle['mean']:.3f}" if oracle else "", PAPER_GAIN.get(r["name"], "(87 % for AG-MTN)"),
             f"{r['median_epoch_s']:.1f}", f"{r['train_s']:.0f}"])))

@@ -58,11 +58,16 @@ def median_epoch_seconds(fold_folder: Path) -> float:
     return statistics.median(times)
 
 
-def nnunet_work_folders(work: Path) -> tuple[dict[str, Path], dict[str, str]]:
-    """nnU-Net's raw/preprocessed/results folders inside ``work`` (created) and an environment pointing there."""
+def benchmark_workspace(work: str, out: str | None):
+    """``(work, out, nnU-Net folders, environment, log file)`` of a training benchmark: nnU-Net's raw/preprocessed/
+    results folders inside ``work`` (created), an environment pointing there, ``out`` (default ``work``) created."""
     import os
 
-    folders = {name: Path(work) / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    work_folder = Path(work).resolve()
+    out_folder = Path(out).resolve() if out else work_folder
+    out_folder.mkdir(parents=True, exist_ok=True)
+    folders = {name: work_folder / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
-    return folders, {**os.environ, **{k: str(v) for k, v in folders.items()}}
+    env = {**os.environ, **{k: str(v) for k, v in folders.items()}}
+    return work_folder, out_folder, folders, env, work_folder / "benchmark_log.txt"

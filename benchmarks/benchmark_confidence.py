@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 # benchmarks/ is on sys.path when a script runs
-from benchmark_common import median_epoch_seconds, nnunet_work_folders, run_module, write_tables
+from benchmark_common import benchmark_workspace, median_epoch_seconds, run_module, write_tables
 
 DEFAULT_TRAINERS = ("ConfidenceTrainerNoDA", "ConfidenceTrainerUnweightedNoDA", "ConfidenceSoftmaxTrainerNoDA")
 SOURCE_ID, FUSED_ID, K = 501, 502, 5
@@ -88,11 +88,7 @@ def main() -> None:
     from radconf.datasets.phantom.writer import write_phantom_dataset
     from radconf.io import atomic_write_text
 
-    work = Path(args.work).resolve()
-    out = Path(args.out).resolve() if args.out else work
-    out.mkdir(parents=True, exist_ok=True)
-    folders, env = nnunet_work_folders(work)
-    log = work / "benchmark_log.txt"
+    work, out, folders, env, log = benchmark_workspace(args.work, args.out)
     phantom = write_phantom_dataset(folders["nnUNet_raw"], dataset_id=SOURCE_ID, num_train=16, num_test=4)
     fused = folders["nnUNet_raw"] / f"Dataset{FUSED_ID}_PhantomConfidence"
     configurations = sorted({t.split(":")[1] if ":" in t else "3d_fullres" for t in args.trainers})

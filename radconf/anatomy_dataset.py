@@ -29,6 +29,7 @@ import numpy as np
 
 from radconf.anatomy import ENCODINGS, MASK_CHANNEL_NAME, AnatomyChannels
 from radconf.anatomy_inputs import case_channels, cut_masks, read_geometry, write_on_grid
+from radconf.dataset_checks import check_output_dataset
 from radconf.fusion_checks import RESAMPLE_HINT, geometry_difference, resolve_source_folder
 from radconf.io import atomic_write_json, publish_staged_folder
 
@@ -137,27 +138,12 @@ def _model_source(spec_text: str, results_root: Path, train_cases: Sequence[str]
     return _AnatomySource("model", str(spec), dataset_json["labels"], str(folder / "dataset.json"), maps, None)
 
 
-def _check_output(raw_root: Path, folder: Path, dataset_id: int, protected: list[Path], overwrite: bool) -> None:
-    for other in protected:
-        if folder.resolve() == other or other in folder.resolve().parents:
-            raise FileExistsError(f"The output {folder} would replace (or lie inside) the input dataset {other}; pick "
-                                  f"another dataset id (-d) or name (-n).")
-    others = [p for p in raw_root.glob(f"Dataset{dataset_id:03d}_*")
-              if p.is_dir() and p.name != folder.name and not p.name.endswith((".partial", ".replaced"))]
-    if others:
-        raise FileExistsError(f"Dataset id {dataset_id} is already used by {others[0]} (another name); pick another "
-                              f"id with -d, e.g. -d {dataset_id + 1}.")
-    if folder.exists():
-        try:
-            entry = json.loads((folder / "dataset.json").read_text()).get("radconf")
-        except (OSError, ValueError, AttributeError):
-            entry = None
-        if not (isinstance(entry, dict) and entry.get("generator") == GENERATOR):
-            raise FileExistsError(f"{folder} exists and was not written by radconf_anatomy_dataset; it is left "
-                                  f"untouched. Pick another dataset id or name.")
-        if not overwrite:
-            raise FileExistsError(f"{folder} exists (an earlier radconf_anatomy_dataset output). Pass --overwrite "
-                                  f"(overwrite=True) to replace it, or pick another dataset id or name.")
+def _written_by_us(folder: Path) -> bool:
+    try:
+        entry = json.loads((folder / "dataset.json").read_text()).get("radconf")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(entry, dict) and entry.get("generator") == GENERATOR
 
 
 def _select(source_labels: Mapping, anatomy_source: _AnatomySource, anatomy: Sequence[str],
@@ -356,7 +342,8 @@ def make_anatomy_dataset(source: str | os.PathLike, dataset_id: int, name: str |
     else:
         kind = _AnatomySource("labels", source_folder.name, source_json["labels"], source_where,
                               _label_maps(source_folder, ending), source_folder)
-    _check_output(raw_root, folder, dataset_id, [p for p in (source_folder, kind.folder) if p], overwrite)
+    check_output_dataset(folder, dataset_id, [p for p in (source_folder, kind.folder) if p], overwrite,
+                         "radconf_anatomy_dataset", _written_by_us)
     targets = _select(source_json["labels"], kind, anatomy, targets, source_where, problems)
     cases = _scan_cases(source_folder, ending, len(channel_names), kind, problems)
     if problems:

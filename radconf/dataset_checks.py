@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,27 @@ def _unexpected_values(label_path: Path, allowed: set[int]) -> list[int]:
     image = sitk.ReadImage(str(label_path))
     array = sitk.GetArrayViewFromImage(image)  # a view: ``image`` must stay referenced while it is used
     return [int(v) for v in np.unique(array) if int(v) not in allowed or v != int(v)]
+
+
+def check_output_dataset(folder: Path, dataset_id: int, inputs: Sequence[Path], overwrite: bool, command: str,
+                         written_by_command: Callable[[Path], bool]) -> None:
+    """Refuses (FileExistsError, naming the fix) to write a derived dataset into ``folder`` when it would replace one
+    of ``inputs``, when its id is used by another dataset, when it exists and ``written_by_command`` says it is not
+    ``command``'s output, or when it is and ``overwrite`` is False."""
+    resolved = folder.resolve()
+    for other in inputs:
+        if resolved == other or other in resolved.parents:
+            raise FileExistsError(f"The output {folder} would replace (or lie inside) the source dataset {other}; pick "
+                                  f"another dataset id (-d) or name (-n).")
+    others = [p for p in folder.parent.glob(f"Dataset{dataset_id:03d}_*")
+              if p.is_dir() and p.name != folder.name and not p.name.endswith((".partial", ".replaced"))]
+    if others:
+        raise FileExistsError(f"Dataset id {dataset_id} is already used by {others[0]} (another name); pick another "
+                              f"id with -d, e.g. -d {dataset_id + 1}.")
+    if folder.exists():
+        if not written_by_command(folder):
+            raise FileExistsError(f"{folder} exists and was not written by {command}; it is left untouched. Pick "
+                                  f"another dataset id or name.")
+        if not overwrite:
+            raise FileExistsError(f"{folder} exists (an earlier {command} output). Pass --overwrite "
+                                  f"(overwrite=True) to replace it, or pick another dataset id or name.")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radconf.dataset_checks import check_output_dataset
 from radconf.fusion import DEFAULT_LEVELS, Agreement, Fusion, agreement, fuse_masks, level_lookup
 from radconf.fusion_checks import (
     RESAMPLE_HINT,
@@ -249,24 +250,6 @@ def _is_fusion_output(folder: Path) -> bool:
     return isinstance(radconf_key, dict) and radconf_key.get("generator") == GENERATOR and "fusion_rule" in radconf_key
 
 
-def _check_output(raw_root: Path, folder: Path, dataset_id: int, source: Path, overwrite: bool) -> None:
-    if folder.resolve() == source or source in folder.resolve().parents:
-        raise FileExistsError(f"The output {folder} would replace (or lie inside) the source dataset {source}; pick "
-                              f"another dataset id (-d) or name (-n).")
-    others = [p for p in raw_root.glob(f"Dataset{dataset_id:03d}_*")
-              if p.is_dir() and p.name != folder.name and not p.name.endswith((".partial", ".replaced"))]
-    if others:
-        raise FileExistsError(f"Dataset id {dataset_id} is already used by {others[0]} (another name); pick another "
-                              f"id with -d, e.g. -d {dataset_id + 1}.")
-    if folder.exists():
-        if not _is_fusion_output(folder):
-            raise FileExistsError(f"{folder} exists and was not written by radconf_fuse_readers (its dataset.json has "
-                                  f"no radconf fusion entry); it is left untouched. Pick another dataset id or name.")
-        if not overwrite:
-            raise FileExistsError(f"{folder} exists (an earlier radconf_fuse_readers output). Pass --overwrite "
-                                  f"(overwrite=True) to replace it, or pick another dataset id or name.")
-
-
 def fuse_reader_dataset(source: str | os.PathLike, dataset_id: int, name: str | None = None, *,
                         readers_folder: str | os.PathLike | None = None, k: int = DEFAULT_LEVELS,
                         structure: str = "target", staple: bool = False, threshold: float | None = None,
@@ -313,7 +296,8 @@ def fuse_reader_dataset(source: str | os.PathLike, dataset_id: int, name: str | 
     if not re.fullmatch(r"\w+", name):
         raise ValueError(f"Dataset name (-n) {name!r} may hold only letters, digits and underscores.")
     folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
-    _check_output(raw_root, folder, dataset_id, source_folder, overwrite)
+    check_output_dataset(folder, dataset_id, [source_folder], overwrite, "radconf_fuse_readers",
+                         _is_fusion_output)
     inputs = scan_source(source_folder, readers_folder)
 
     staging = folder.with_name(folder.name + ".partial")
