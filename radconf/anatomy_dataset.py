@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from radconf.anatomy import ENCODINGS, MASK_CHANNEL_NAME, AnatomyChannels
-from radconf.anatomy_inputs import case_channels, cut_masks, read_geometry, write_on_grid
+from radconf.anatomy_inputs import case_channels, cut_masks, grid_problem, read_geometry, write_on_grid
 from radconf.dataset_checks import check_output_dataset
-from radconf.fusion_checks import RESAMPLE_HINT, geometry_difference, resolve_source_folder
+from radconf.fusion_checks import resolve_source_folder
 from radconf.io import atomic_write_json, publish_staged_folder
 
 GENERATOR = "radconf.anatomy_dataset"
@@ -231,14 +231,9 @@ def _check_headers(case: _Case, problems: list[str]) -> None:
     for what, path in (("target label map", case.target), ("anatomy label map", case.anatomy)):
         if path is None or (what == "anatomy label map" and path == case.target):
             continue
-        try:
-            difference = geometry_difference(image, read_geometry(path))
-        except ValueError as error:
-            problems.append(f"case {case.case}: {error}")
-            continue
-        if difference:
-            problems.append(f"case {case.case}: {what} {path} does not match image {case.images[0].name}: "
-                            f"{difference}. {RESAMPLE_HINT}")
+        problem = grid_problem(case.case, image, case.images[0].name, path, what)
+        if problem:
+            problems.append(problem)
 
 
 def _remap(array: np.ndarray, mapping: Mapping[int, int]) -> np.ndarray:

@@ -77,6 +77,17 @@ def read_geometry(path: Path) -> ImageGeometry:
     return ImageGeometry.of(read_header(Path(path)))
 
 
+def grid_problem(case: str, image: ImageGeometry, image_name: str, path: Path, what: str) -> str | None:
+    """A problem line when the file ``path`` cannot be read or is not on ``image``'s grid; None when it matches."""
+    try:
+        difference = geometry_difference(image, read_geometry(path))
+    except ValueError as error:
+        return f"case {case}: {error}"
+    if difference:
+        return f"case {case}: {what} {path} does not match image {image_name}: {difference}. {RESAMPLE_HINT}"
+    return None
+
+
 def write_on_grid(array: np.ndarray, geometry: ImageGeometry, path: Path) -> Path:
     """Writes ``array`` (numpy (z, y, x)) atomically with ``geometry``'s spacing, origin and direction."""
     import SimpleITK as sitk
@@ -143,13 +154,12 @@ def assemble_anatomy_inputs(images_dir: str | os.PathLike, label_maps_dir: str |
         image = images_dir / f"{case}_{first:04d}{file_ending}"
         try:
             grids[case] = read_geometry(image)
-            difference = geometry_difference(grids[case], read_geometry(maps[case]))
         except ValueError as error:
             problems.append(f"case {case}: {error}")
             continue
-        if difference:
-            problems.append(f"case {case}: label map {maps[case]} does not match image {image.name}: {difference}. "
-                            f"{RESAMPLE_HINT}")
+        problem = grid_problem(case, grids[case], image.name, maps[case], "label map")
+        if problem:
+            problems.append(problem)
     if problems:
         raise ValueError(f"Anatomy inputs have {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     for case in cases:
