@@ -24,6 +24,8 @@ ENTRY_POINTS = [
     "radconf_generate_phantom = radconf.cli.generate_phantom:main",
     "radconf_fuse_readers = radconf.cli.fuse_readers:main",
     "radconf_anatomy_dataset = radconf.cli.anatomy_dataset:main",
+    "radconf_find_ensemble_weights = radconf.cli.find_ensemble_weights:main",
+    "radconf_ensemble = radconf.cli.ensemble:main",
 ]
 
 setup(

@@ -40,15 +40,19 @@ def best_time(function: Callable[[], object], repeats: int, warm_up: bool = True
     return best, result
 
 
-def run_module(arguments: list[str], env: dict[str, str], log: Path) -> float:
-    """Runs a radconf command (``python -m radconf.cli.X``), appends its output to ``log``; returns wall seconds."""
+def run_command(command: list[str], env: dict[str, str], log: Path) -> float:
+    """Runs a command, appends its output to ``log``; returns wall seconds."""
     start = time.perf_counter()
     with open(log, "a", encoding="utf-8") as handle:
-        handle.write(f"\n$ {' '.join(arguments)}\n")
+        handle.write(f"\n$ {' '.join(command)}\n")
         handle.flush()
-        subprocess.run([sys.executable, "-m", *arguments], env=env, stdout=handle, stderr=subprocess.STDOUT,
-                       check=True)
+        subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT, check=True)
     return time.perf_counter() - start
+
+
+def run_module(arguments: list[str], env: dict[str, str], log: Path) -> float:
+    """Runs a radconf command (``python -m radconf.cli.X``) with :func:`run_command`."""
+    return run_command([sys.executable, "-m", *arguments], env, log)
 
 
 def median_epoch_seconds(fold_folder: Path) -> float:

@@ -55,7 +55,7 @@ class ModelSpec:
         return results_root / name / f"{self.trainer}__{self.plans}__{self.configuration}"
 
 
-def _check_input_folder(folder: Path, file_ending: str, num_channels: int) -> list[str]:
+def check_input_folder(folder: Path, file_ending: str, num_channels: int) -> list[str]:
     """Case identifiers of an input folder whose files are ``CASE_XXXX<ending>``; every case needs all channels."""
     if not folder.is_dir():
         raise FileNotFoundError(f"Input folder {folder} does not exist.")
@@ -126,13 +126,15 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
             device: str | None = None, save_probabilities: bool = False, overwrite: bool = True,
             num_processes: int = 2, tile_step_size: float = 0.5, use_mirroring: bool = True,
             level_probabilities: bool = False, level_masks: Sequence[int] = (), save_distance: bool = False,
-            anatomy_dir: str | Path | None = None, anatomy_model: ModelSpec | None = None) -> list[str]:
+            anatomy_dir: str | Path | None = None, anatomy_model: ModelSpec | None = None,
+            weights: Sequence[float] | None = None, save_disagreement: bool = False) -> list[str]:
     """Predicts every case of ``input_folder`` into ``output_folder``.
 
     Args:
         input_folder: images named ``CASE_XXXX<file_ending>``.
         output_folder: where segmentations (and ``.npz`` probabilities) go.
-        models: the model(s); one model for now (its folds are averaged by nnU-Net).
+        models: the model(s). One model: nnU-Net's prediction (its folds averaged). Several (or ``weights``): a
+            weighted ensemble (``radconf.ensemble_inference``), members with weight 0 are not run.
         device: ``cpu``/``cuda``/``mps``; None = cuda when available, else cpu.
         save_probabilities: also write ``CASE.npz``/``CASE.pkl`` as nnU-Net does.
         overwrite: recompute cases whose output exists.
@@ -146,17 +148,30 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
             with the organ labels the model was trained with (ids as in its dataset.json's source_labels).
         anatomy_model: anatomy-channel models: the organ model to run first (two-stage prediction); its
             segmentations are kept in ``<output>/anatomy_predictions`` and its labels are matched by name.
+        weights: ensemble weights, one per model (normalised to sum 1); None = equal weights.
+        save_disagreement: ensembles: write the members' weighted standard deviation of the foreground probability
+            (``disagreement/CASE<ending>``).
 
     Returns:
         The case identifiers predicted.
     """
-    if len(models) != 1:
-        raise ValueError(f"Exactly one model spec is supported by radconf_predict for now, got {len(models)}.")
-    predictor = load_predictor(models[0], device=device, tile_step_size=tile_step_size, use_mirroring=use_mirroring)
-    dataset_json = predictor.dataset_json
+    if not models:
+        raise ValueError("Give at least one model spec.")
     settings = dict(device=device, overwrite=overwrite, num_processes=num_processes, tile_step_size=tile_step_size,
                     use_mirroring=use_mirroring)
-    with _anatomy_inputs(input_folder, output_folder, dataset_json, anatomy_dir, anatomy_model, settings) as folder:
+    if len(models) > 1 or weights is not None or save_disagreement:
+        if save_distance:
+            raise ValueError("--save_distance is not available for ensembles; predict with the distance model alone.")
+        from radconf.ensemble_inference import predict_ensemble
+
+        return predict_ensemble(input_folder, output_folder, models, weights, save_probabilities=save_probabilities,
+                                save_disagreement=save_disagreement, level_probabilities=level_probabilities,
+                                level_masks=level_masks, anatomy_dir=anatomy_dir, anatomy_model=anatomy_model,
+                                **settings)
+    predictor = load_predictor(models[0], device=device, tile_step_size=tile_step_size, use_mirroring=use_mirroring)
+    dataset_json = predictor.dataset_json
+    with anatomy_input_folder(input_folder, output_folder, dataset_json, anatomy_dir, anatomy_model,
+                              settings) as folder:
         return _predict_folder(predictor, models[0], folder, output_folder, save_probabilities=save_probabilities,
                                overwrite=overwrite, num_processes=num_processes,
                                level_probabilities=level_probabilities, level_masks=level_masks,
@@ -164,8 +179,8 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
 
 
 @contextmanager
-def _anatomy_inputs(input_folder, output_folder, dataset_json: dict, anatomy_dir, anatomy_model: ModelSpec | None,
-                    settings: dict):
+def anatomy_input_folder(input_folder, output_folder, dataset_json: dict, anatomy_dir,
+                         anatomy_model: ModelSpec | None, settings: dict):
     """The folder to predict from: ``input_folder`` itself, or a temporary one with the organ masks added."""
     from radconf.anatomy import anatomy_of
 
@@ -213,12 +228,15 @@ def _predict_folder(predictor, spec: ModelSpec, input_folder: Path, output_folde
                     overwrite: bool, num_processes: int, level_probabilities: bool, level_masks: Sequence[int],
                     save_distance: bool) -> list[str]:
     dataset_json = predictor.dataset_json
-    cases = _check_input_folder(Path(input_folder), dataset_json["file_ending"], len(dataset_json["channel_names"]))
+    cases = check_input_folder(Path(input_folder), dataset_json["file_ending"], len(dataset_json["channel_names"]))
     ordinal = (dataset_json.get(RADCONF_KEY) or {}).get("ordinal", False)
     if (level_probabilities or level_masks) and not ordinal:
         raise ValueError(f"--level and --level_probabilities need a confidence-level model; {spec.trainer} was "
                          f"trained on labels {list(dataset_json['labels'])}.")
     Path(output_folder).mkdir(parents=True, exist_ok=True)
+    from radconf.io import atomic_write_json
+
+    atomic_write_json(Path(output_folder) / "radconf_model.json", {"model": str(spec)})  # identifies the member
     predictor.predict_from_files(str(input_folder), str(output_folder),
                                  save_probabilities=save_probabilities or ordinal, overwrite=overwrite,
                                  num_processes_preprocessing=num_processes,

@@ -40,19 +40,25 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def atomic_write_image(path: str | os.PathLike, image: Any) -> Path:
-    """Writes a SimpleITK image atomically; the temp file keeps the extension so SimpleITK picks the format."""
-    import SimpleITK as sitk
-
+def atomic_write_with(path: str | os.PathLike, write: Any) -> Path:
+    """Calls ``write(temporary_path)`` (a name next to ``path`` with the same extensions), then renames it into
+    place: for writers that only take a file name (SimpleITK, nnU-Net's reader/writers, ``np.savez``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_sibling(path)
     try:
-        sitk.WriteImage(image, str(tmp), True)
+        write(str(tmp))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def atomic_write_image(path: str | os.PathLike, image: Any) -> Path:
+    """Writes a SimpleITK image atomically; the temp file keeps the extension so SimpleITK picks the format."""
+    import SimpleITK as sitk
+
+    return atomic_write_with(path, lambda tmp: sitk.WriteImage(image, tmp, True))
 
 
 def array_to_image(array: np.ndarray, spacing_zyx: tuple[float, ...], origin_xyz: tuple[float, ...] | None = None):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -120,3 +121,19 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tens
     valid = valid.to(prediction.dtype)
     squared = (prediction - target.to(prediction.dtype)) ** 2 * valid
     return squared.sum() / valid.sum().clamp_min(1.0)
+
+
+def reciprocal_frequency_weights(counts: np.ndarray) -> np.ndarray:
+    """Reciprocal-frequency weights per class (or level), normalised to sum 1 (the confidence levels' w_c,
+    the class weights of the weighted cross-entropy); absent classes get 0.
+
+    Args:
+        counts: voxel count of each class 0..C-1 (levels 0..K) in the training data.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.size < 2 or (counts < 0).any() or counts.sum() == 0:
+        raise ValueError(f"Voxel counts must be a non-empty, non-negative vector with a positive sum, got {counts}.")
+    inverse = np.zeros_like(counts)
+    present = counts > 0
+    inverse[present] = counts.sum() / counts[present]
+    return inverse / inverse.sum()

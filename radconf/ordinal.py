@@ -94,21 +94,6 @@ def cumulative_from_softmax(probabilities: np.ndarray) -> np.ndarray:
     return np.clip(tail[1:], 0.0, 1.0)
 
 
-def level_weights(level_counts: np.ndarray) -> np.ndarray:
-    """Reciprocal-frequency weights per level, normalised to sum 1 (the paper's w_c); absent levels get 0.
-
-    Args:
-        level_counts: voxel count of each level 0..K in the training data.
-    """
-    counts = np.asarray(level_counts, dtype=np.float64)
-    if counts.ndim != 1 or counts.size < 2 or (counts < 0).any() or counts.sum() == 0:
-        raise ValueError(f"Level counts must be a non-empty, non-negative vector with a positive sum, got {counts}.")
-    inverse = np.zeros_like(counts)
-    present = counts > 0
-    inverse[present] = counts.sum() / counts[present]
-    return inverse / inverse.sum()
-
-
 class LevelWeightedBCE(torch.nn.Module):
     """BCE over the cumulative channels, each voxel weighted by the weight of its reference level.
 

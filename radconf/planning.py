@@ -9,7 +9,7 @@ from radconf.paths import require_nnunet_paths
 from radconf.registry import find_class
 
 # --preset NAME -> planner class name
-PRESETS: dict[str, str] = {"cpu": "CPUPresetPlanner"}
+PRESETS: dict[str, str] = {"cpu": "CPUPresetPlanner", "cpu_resenc": "CPUResEncPresetPlanner"}
 DEFAULT_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
 
 

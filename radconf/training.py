@@ -144,7 +144,7 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
           only_validation: bool = False, export_npz: bool = False, pretrained_weights: str | None = None,
           epochs: int | None = None, iterations_per_epoch: int | None = None, validate: bool = True,
           disable_checkpointing: bool = False, seed: int | None = None,
-          distance_weight: float | None = None) -> Path:
+          distance_weight: float | None = None, class_weights: list[float] | None = None) -> Path:
     """Trains (or resumes, or only validates) one fold, like ``nnUNetv2_train``.
 
     Args:
@@ -168,6 +168,8 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
             and software.
         distance_weight: weight (lambda) of a distance-map head's MSE term; None keeps the trainer's (or, with
             ``continue_training``, the one recorded in ``distance_head.json``).
+        class_weights: class-weighted cross-entropy trainers: one weight per class, background first; None keeps
+            the one recorded by a resumed run, else the reciprocal training-set frequencies.
 
     Returns:
         The fold's output folder.
@@ -193,6 +195,11 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
         if distance_weight < 0:
             raise ValueError(f"--distance_weight must be >= 0, got {distance_weight}.")
         nnunet_trainer.distance_weight = float(distance_weight)
+    if class_weights is not None:
+        if not hasattr(nnunet_trainer, "class_weights"):
+            raise ValueError(f"--ce_weights applies to class-weighted cross-entropy trainers (e.g. "
+                             f"WeightedCELossTrainer), not to {trainer}.")
+        nnunet_trainer.class_weights = [float(w) for w in class_weights]
     output_folder = Path(nnunet_trainer.output_folder)
     _record_overrides(output_folder, epochs, iterations_per_epoch)
 
@@ -223,6 +230,22 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
     if validate or only_validation:
         nnunet_trainer.perform_actual_validation(export_npz)
     return output_folder
+
+
+def training_label_counts(trainer, num_labels: int):
+    """Voxels per label 0..num_labels-1 over a trainer's training split (its preprocessed segmentations), and the
+    training case keys; ignore-label voxels and labels >= num_labels are not counted."""
+    import numpy as np
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+    train_keys, _ = trainer.do_split()
+    folder = trainer.preprocessed_dataset_folder
+    dataset = infer_dataset_class(folder)(folder, train_keys)
+    counts = np.zeros(num_labels, dtype=np.int64)
+    for key in train_keys:
+        seg = np.asarray(dataset.load_case(key)[1][:])
+        counts += np.bincount(seg[(seg >= 0) & (seg < num_labels)].ravel(), minlength=num_labels)
+    return counts, train_keys
 
 
 def seed_everything(seed: int) -> None:

@@ -18,7 +18,8 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import nnUNetTrainerNoDA
 
-from radconf.ordinal import LevelWeightedBCE, cumulative_dataset_json, level_dataset_json, level_weights, ordinal_levels
+from radconf.losses import reciprocal_frequency_weights
+from radconf.ordinal import LevelWeightedBCE, cumulative_dataset_json, level_dataset_json, ordinal_levels
 from radconf.trainers.slice_context import SliceContextMixin
 
 
@@ -83,17 +84,11 @@ class ConfidenceTrainer(_LevelTrainer, nnUNetTrainer):
 
     def _training_level_weights(self) -> np.ndarray:
         """Reciprocal level frequencies over the training split's preprocessed segmentations (logged and saved)."""
-        from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-
         from radconf.io import atomic_write_json
+        from radconf.training import training_label_counts
 
-        train_keys, _ = self.do_split()
-        dataset = infer_dataset_class(self.preprocessed_dataset_folder)(self.preprocessed_dataset_folder, train_keys)
-        counts = np.zeros(self.num_levels + 1, dtype=np.int64)
-        for key in train_keys:
-            seg = np.asarray(dataset.load_case(key)[1][:])
-            counts += np.bincount(seg[seg >= 0].ravel(), minlength=self.num_levels + 1)[: self.num_levels + 1]
-        weights = level_weights(counts)
+        counts, train_keys = training_label_counts(self, self.num_levels + 1)
+        weights = reciprocal_frequency_weights(counts)
         atomic_write_json(Path(self.output_folder) / "level_weights.json",
                           {"level_voxel_counts": counts.tolist(), "weights": weights.tolist(),
                            "training_cases": len(train_keys)})

@@ -10,8 +10,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-d", nargs="+", required=True, help="dataset id(s) or name(s), e.g. 501")
     parser.add_argument("-pl", default=None, help="planner class (radconf's or nnU-Net's); default ExperimentPlanner")
-    parser.add_argument("--preset", default=None, choices=["cpu"],
-                        help="radconf planner preset; 'cpu' plans a small network trainable on a few CPU cores")
+    parser.add_argument("--preset", default=None, choices=["cpu", "cpu_resenc"],
+                        help="radconf planner preset: 'cpu' plans a small plain U-Net trainable on a few CPU cores "
+                             "(plans radconfCPUPlans), 'cpu_resenc' the same for nnU-Net's residual-encoder U-Net "
+                             "(radconfCPUResEncPlans)")
     parser.add_argument("-c", nargs="+", default=None,
                         help="configurations to preprocess; default 2d 3d_fullres 3d_lowres (cpu preset: 3d_fullres)")
     parser.add_argument("-np", type=int, default=2, help="worker processes (default 2)")
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
         use_default_nnunet_paths()
         planner = planner_for(args.pl, args.preset)
-        configurations = args.c or (["3d_fullres"] if args.preset == "cpu" else list(DEFAULT_CONFIGURATIONS))
+        configurations = args.c or (["3d_fullres"] if args.preset else list(DEFAULT_CONFIGURATIONS))
         for dataset in args.d:
             plans, plans_file = plan_and_preprocess(
                 dataset, planner=planner, configurations=configurations, num_processes=args.np,

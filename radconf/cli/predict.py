@@ -1,4 +1,4 @@
-"""radconf_predict: predict a folder of images with a trained radconf or nnU-Net model."""
+"""radconf_predict: predict a folder of images with a trained radconf or nnU-Net model, or a weighted ensemble."""
 from __future__ import annotations
 
 import argparse
@@ -10,11 +10,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-i", required=True, help="input folder (CASE_0000.nii.gz, ...)")
     parser.add_argument("-o", required=True, help="output folder")
-    parser.add_argument("-d", required=True, help="dataset id or name the model was trained on")
-    parser.add_argument("-c", default="3d_fullres", help="configuration")
-    parser.add_argument("-tr", default="nnUNetTrainer", help="trainer class")
-    parser.add_argument("-p", default="nnUNetPlans", help="plans identifier")
-    parser.add_argument("-f", nargs="+", default=["0", "1", "2", "3", "4"], help="folds to use (averaged)")
+    parser.add_argument("-d", default=None, help="dataset id or name the model was trained on (one model)")
+    parser.add_argument("-c", default=None, help="configuration (default 3d_fullres)")
+    parser.add_argument("-tr", default=None, help="trainer class (default nnUNetTrainer)")
+    parser.add_argument("-p", default=None, help="plans identifier (default nnUNetPlans)")
+    parser.add_argument("-f", nargs="+", default=None, help="folds to use, averaged (default 0 1 2 3 4)")
+    parser.add_argument("-m", nargs="+", default=None, metavar="SPEC",
+                        help="ensemble members instead of -d/-c/-tr/-p/-f: DATASET[:TRAINER[:PLANS[:CONFIG[:FOLDS]]]]"
+                             ", e.g. 501:nnUNetTrainer:nnUNetPlans:3d_fullres:0,1,2,3,4")
+    parser.add_argument("--weights", default=None, metavar="FILE",
+                        help="ensembles: weights.json of radconf_find_ensemble_weights (its members are used when "
+                             "-m is not given); default: equal weights")
+    parser.add_argument("--save_disagreement", action="store_true",
+                        help="ensembles: also write the members' standard deviation of the foreground probability "
+                             "(disagreement/)")
     parser.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name")
     parser.add_argument("-device", default=None, choices=["cpu", "cuda", "mps"],
                         help="default: cuda when available, else cpu")
@@ -43,20 +52,51 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         from radconf.cli.environment import use_default_nnunet_paths
+        from radconf.ensemble_inference import warn_if_fitted_on
         from radconf.inference import ModelSpec, predict
 
         use_default_nnunet_paths()
-        spec = ModelSpec(dataset=args.d, trainer=args.tr, plans=args.p, configuration=args.c,
-                         folds=tuple(args.f), checkpoint=args.chk)
-        cases = predict(args.i, args.o, [spec], device=args.device, save_probabilities=args.save_probabilities,
+        members, weights, fitted_cases = _members(args)
+        cases = predict(args.i, args.o, members, weights=weights, save_disagreement=args.save_disagreement,
+                        device=args.device, save_probabilities=args.save_probabilities,
                         overwrite=not args.continue_prediction, num_processes=args.np,
                         tile_step_size=args.step_size, use_mirroring=not args.disable_tta,
                         level_probabilities=args.level_probabilities, level_masks=args.level,
                         save_distance=args.save_distance, anatomy_dir=args.anatomy,
                         anatomy_model=ModelSpec.parse(args.anatomy_model) if args.anatomy_model else None)
+        warn_if_fitted_on(cases, fitted_cases)
         print(f"radconf: predicted {len(cases)} case(s) into {args.o}")
 
     return run_cli(run)
+
+
+def _members(args) -> tuple[list, list[float] | None, list[str]]:
+    """The models to run, their weights (None: one model or equal weights) and the cases the weights were fitted on."""
+    from dataclasses import replace
+
+    from radconf.ensembling import match_weights, read_weights
+    from radconf.inference import ModelSpec
+
+    single = [flag for flag in ("d", "c", "tr", "p", "f") if getattr(args, flag) is not None]
+    if args.m and single:
+        raise ValueError(f"Give the models either as -m SPEC ... or with -d/-c/-tr/-p/-f, not both (got -m and "
+                         f"-{', -'.join(single)}).")
+    weights_file = read_weights(args.weights) if args.weights else None
+    if args.m:
+        members = [replace(ModelSpec.parse(text), checkpoint=args.chk) for text in args.m]
+    elif args.d is not None:
+        members = [ModelSpec(dataset=args.d, trainer=args.tr or "nnUNetTrainer", plans=args.p or "nnUNetPlans",
+                             configuration=args.c or "3d_fullres", folds=tuple(args.f or ("0", "1", "2", "3", "4")),
+                             checkpoint=args.chk)]
+    elif weights_file is not None:
+        members = [replace(ModelSpec.parse(text), checkpoint=args.chk) for text in weights_file["members"]]
+    else:
+        raise ValueError("Name the model: -d DATASET (with -c/-tr/-p/-f), or ensemble members -m SPEC ..., or "
+                         "--weights weights.json.")
+    if weights_file is None:
+        return members, None, []
+    weights = match_weights([str(m) for m in members], weights_file, where=args.weights)
+    return members, list(weights), list(weights_file.get("validation_cases", []))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--distance_weight", type=float, default=None,
                         help="distance-map head trainers: weight of the distance MSE (default: the trainer's, 1.0; "
                              "with --c: the weight the run started with)")
+    parser.add_argument("--ce_weights", type=float, nargs="+", default=None, metavar="W",
+                        help="class-weighted CE trainers: one weight per class, background first (default: "
+                             "reciprocal training-set frequency; with --c: the weights the run started with)")
     return parser
 
 
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                        pretrained_weights=args.pretrained_weights, epochs=args.epochs,
                        iterations_per_epoch=args.iterations_per_epoch, validate=not args.no_val,
                        disable_checkpointing=args.disable_checkpointing, seed=args.seed,
-                       distance_weight=args.distance_weight)
+                       distance_weight=args.distance_weight, class_weights=args.ce_weights)
         print(f"radconf: training output in {folder}")
 
     return run_cli(run)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from radconf.losses import reciprocal_frequency_weights
 from radconf.ordinal import (
     LevelWeightedBCE,
     cumulative_dataset_json,
@@ -16,7 +17,6 @@ from radconf.ordinal import (
     encode_cumulative,
     level_dataset_json,
     level_labels,
-    level_weights,
     monotone,
     ordinal_levels,
 )
@@ -62,11 +62,11 @@ def test_cumulative_from_softmax_by_hand():
 
 def test_level_weights_by_hand():
     # counts 100, 10, 50, 0: inverse frequencies 160/100, 160/10, 160/50 -> 1.6, 16, 3.2 (sum 20.8); absent level 0
-    weights = level_weights(np.array([100, 10, 50, 0]))
+    weights = reciprocal_frequency_weights(np.array([100, 10, 50, 0]))
     np.testing.assert_allclose(weights, [1.6 / 20.8, 16 / 20.8, 3.2 / 20.8, 0.0])
     assert math.isclose(weights.sum(), 1.0)
     with pytest.raises(ValueError, match="positive sum"):
-        level_weights(np.zeros(4))
+        reciprocal_frequency_weights(np.zeros(4))
 
 
 def test_level_weighted_bce_by_hand():

@@ -1,0 +1,245 @@
+"""Fitting ensemble weights on validation predictions (``radconf_find_ensemble_weights``).
+
+The members' probability exports of the same validation cases (their cross-validation ``fold_X/validation``
+folders, validated with ``--npz``, or prediction folders of a separate validation split) are read one case at a
+time, reduced to the statistics of ``radconf.ensemble_weights`` and dropped; the weights maximising the mean IoU
+over structures are then searched, and each member, the average and the optimal ensemble are tabulated on those
+validation cases. Only validation predictions enter: fold ``all`` (trained on every case) is refused, and
+``weights.json`` lists the cases it was fitted on so that applying it to them later draws a warning.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from radconf.ensemble_inference import find_model_files, probability_cases
+from radconf.ensembling import OutputSpace, common_space, reference_targets, to_space
+from radconf.inference import ModelSpec
+
+
+@dataclass
+class ValidationMember:
+    """One member's validation probabilities: ``CASE -> CASE.npz``, with its dataset.json."""
+
+    name: str
+    files: dict[str, Path]
+    dataset_json: dict
+
+
+def cross_validation_member(spec: ModelSpec, results_root: Path) -> ValidationMember:
+    """The ``fold_X/validation/*.npz`` of every fold of ``spec``; each case must come from exactly one fold.
+
+    Raises:
+        ValueError: fold ``all``, a fold without exports, a case validated by two folds.
+    """
+    import json
+
+    if "all" in spec.folds:
+        raise ValueError(f"{spec}: fold 'all' was trained on every case, so its validation predictions are training "
+                         f"predictions; fit weights on cross-validation folds (e.g. 0,1,2,3,4) or a validation split.")
+    model_folder = spec.model_folder(results_root)
+    files: dict[str, Path] = {}
+    for fold in spec.folds:
+        folder = model_folder / f"fold_{fold}" / "validation"
+        exports = sorted(folder.glob("*.npz"))
+        if not exports:
+            raise FileNotFoundError(f"{folder} holds no validation probabilities (*.npz). Export them with "
+                                    f"radconf_train {spec.dataset} {spec.configuration} {fold} -tr {spec.trainer} "
+                                    f"-p {spec.plans} --val --npz.")
+        for path in exports:
+            case = path.name[: -len(".npz")]
+            if case in files:
+                raise ValueError(f"{spec}: case {case} is in the validation of fold {fold} and of another fold; the "
+                                 f"folds must come from one split.")
+            files[case] = path
+    dataset_json = json.loads((model_folder / "dataset.json").read_text())
+    return ValidationMember(str(spec), files, dataset_json)
+
+
+def folder_member(folder: Path) -> ValidationMember:
+    """A prediction folder of validation cases (``CASE.npz``) with dataset.json in or above it."""
+    dataset_json, _ = find_model_files(folder)
+    files = {p.name[: -len(".npz")]: p for p in sorted(folder.glob("*.npz"))}
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no CASE.npz probabilities; predict the validation cases with "
+                                f"--save_probabilities.")
+    return ValidationMember(str(folder), files, dataset_json)
+
+
+def _same_cases(members: Sequence[ValidationMember]) -> list[str]:
+    union = set().union(*(m.files for m in members))
+    for member in members:
+        missing = sorted(union - set(member.files))
+        if missing:
+            raise ValueError(f"{member.name} has no validation probabilities of {len(missing)} case(s) that other "
+                             f"members have ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}). Members "
+                             f"must be validated on the same cases (same splits_final.json).")
+    return sorted(union)
+
+
+def collect_statistics(members: Sequence[ValidationMember], reference_dir: Path, progress: bool = True):
+    """Reads each validation case once and reduces it (``radconf.ensemble_weights.case_statistics``).
+
+    Returns:
+        The statistics per case, the output space and the case identifiers.
+    """
+    import SimpleITK as sitk
+    from tqdm import tqdm
+
+    from radconf.ensemble_weights import case_statistics
+
+    space, kinds = common_space([m.dataset_json for m in members], [m.name for m in members])
+    ending = members[0].dataset_json["file_ending"]
+    cases = _same_cases(members)
+    statistics = []
+    for case in tqdm(cases, desc="Validation cases", unit="case", disable=not progress):
+        reference_file = Path(reference_dir) / f"{case}{ending}"
+        if not reference_file.is_file():
+            raise FileNotFoundError(f"Reference {reference_file} of validation case {case} is missing.")
+        reference = sitk.GetArrayFromImage(sitk.ReadImage(str(reference_file)))
+        probabilities = []
+        for member, kind in zip(members, kinds):
+            with np.load(member.files[case]) as npz:
+                p = to_space(npz["probabilities"], kind, space)
+            if p.shape[1:] != reference.shape:
+                raise ValueError(f"Case {case}: {member.files[case]} has shape {p.shape[1:]} but the reference "
+                                 f"{reference_file} {reference.shape}; are these the same images?")
+            probabilities.append(p)
+        statistics.append(case_statistics(probabilities, reference_targets(reference, space), space.decoding, case))
+        del probabilities
+    return statistics, space, cases
+
+
+def ensemble_scores(weights: np.ndarray, statistics, space: OutputSpace) -> dict:
+    """Mean IoU, mean Dice and per-structure Dice of the decoded mixture over the validation cases."""
+    from radconf.ensemble_weights import confusion_counts
+
+    counts = confusion_counts(weights, statistics).astype(np.float64)  # (cases, structures, tp/fp/fn)
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
+        dice = np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+    per_structure = {name: float(np.nanmean(dice[:, s])) if np.isfinite(dice[:, s]).any() else float("nan")
+                     for s, name in enumerate(space.structures)}
+    worst = {name: float(np.nanmin(dice[:, s])) if np.isfinite(dice[:, s]).any() else float("nan")
+             for s, name in enumerate(space.structures)}
+    return {"mean_iou": float(np.nanmean(iou)), "mean_dice": float(np.nanmean(dice)), "dice": per_structure,
+            "worst_dice": worst}
+
+
+def find_ensemble_weights(output_dir: str | Path, *, members: Sequence[ModelSpec] = (),
+                          folders: Sequence[str | Path] = (), reference_dir: str | Path | None = None,
+                          objective: str = "hard", seed: int = 0, progress: bool = True) -> dict:
+    """Fits the weights and writes ``weights.json``, ``ensemble_validation.md/.csv`` and ``ensemble_validation.png``.
+
+    Args:
+        output_dir: where the files go (created).
+        members: model specs whose cross-validation exports are used (reference: the dataset's
+            ``gt_segmentations`` in nnUNet_preprocessed).
+        folders: instead of ``members``: prediction folders of the same validation cases (needs ``reference_dir``).
+        reference_dir: reference label maps ``CASE<ending>`` for ``folders``.
+        objective: ``hard`` (decoded mean IoU, searched from the soft optimum) or ``soft`` (soft IoU only).
+        seed: seed of the random starts.
+        progress: tqdm progress bars.
+
+    Returns:
+        The content of ``weights.json``.
+    """
+    from radconf.ensemble_weights import find_weights
+    from radconf.ensembling import folder_model
+    from radconf.io import atomic_write_json
+
+    if bool(members) == bool(folders):
+        raise ValueError("Give the members either as model specs (-m) or as validation prediction folders "
+                         "(--folders with --reference), not both or neither.")
+    if members:
+        from radconf.dataset_checks import find_dataset_name
+        from radconf.paths import require_nnunet_paths
+
+        paths = require_nnunet_paths()
+        validation = [cross_validation_member(spec, paths.results) for spec in members]
+        reference_dir = paths.preprocessed / find_dataset_name(members[0].dataset, paths.preprocessed) / \
+            "gt_segmentations"
+    else:
+        if reference_dir is None:
+            raise ValueError("--folders needs --reference DIR (the validation cases' reference label maps).")
+        validation = [folder_member(Path(f)) for f in folders]
+        for member in validation:  # name a folder by its model where it can be told, so the weights can be matched
+            member.name = folder_model(member.name) or member.name
+    if len(validation) < 2:
+        raise ValueError("An ensemble needs at least two members.")
+    statistics, space, cases = collect_statistics(validation, Path(reference_dir), progress=progress)
+    search = find_weights(statistics, objective=objective, seed=seed, progress=progress)
+    names = [m.name for m in validation]
+    rows = {name: (np.eye(len(names))[i], ensemble_scores(np.eye(len(names))[i], statistics, space))
+            for i, name in enumerate(names)}
+    centre = np.full(len(names), 1.0 / len(names))
+    rows["average ensemble"] = (centre, ensemble_scores(centre, statistics, space))
+    rows["optimal ensemble"] = (search.weights, ensemble_scores(search.weights, statistics, space))
+    result = {
+        "members": names, "weights": [float(w) for w in search.weights], "objective": objective,
+        "soft_iou_weights": [float(w) for w in search.soft_weights], "output_space": space.kind,
+        "structures": space.structures, "validation_cases": cases, "reference": str(reference_dir),
+        "validation": {name: {"weights": [float(w) for w in weights], **scores}
+                       for name, (weights, scores) in rows.items()},
+        "hard_evaluations": search.evaluations,
+    }
+    output_dir = Path(output_dir)
+    atomic_write_json(output_dir / "weights.json", result)
+    _write_table(output_dir / "ensemble_validation", rows, space, len(cases))
+    _plot(output_dir / "ensemble_validation.png", rows, len(cases))
+    return result
+
+
+def _write_table(stem: Path, rows: dict, space: OutputSpace, num_cases: int) -> None:
+    import csv
+    import io
+
+    from radconf.io import atomic_write_text
+
+    header = ["model", "weights", "mean IoU", "mean Dice", *[f"Dice {s}" for s in space.structures],
+              *[f"worst Dice {s}" for s in space.structures]]
+    records = []
+    for name, (weights, scores) in rows.items():
+        records.append([name, " ".join(f"{w:.3f}" for w in weights), f"{scores['mean_iou']:.4f}",
+                        f"{scores['mean_dice']:.4f}", *[f"{scores['dice'][s]:.4f}" for s in space.structures],
+                        *[f"{scores['worst_dice'][s]:.4f}" for s in space.structures]])
+    lines = [f"Ensemble weights fitted on {num_cases} validation case(s); scores on those cases.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+             *["| " + " | ".join(r) + " |" for r in records]]
+    atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(header)
+    writer.writerows(records)
+    atomic_write_text(stem.with_suffix(".csv"), table.getvalue())
+
+
+def _plot(path: Path, rows: dict, num_cases: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from radconf.io import atomic_save_figure
+
+    names = list(rows)
+    members = len(names) - 2
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
+    left.barh(range(len(names)), [rows[n][1]["mean_iou"] for n in names],
+              color=["tab:gray"] * members + ["tab:blue", "tab:orange"])
+    left.set_yticks(range(len(names)), [n if len(n) < 60 else "..." + n[-57:] for n in names], fontsize=7)
+    left.set_xlabel(f"mean IoU over structures ({num_cases} validation cases)")
+    low = min(rows[n][1]["mean_iou"] for n in names)
+    left.set_xlim(max(0.0, low - 0.05), 1.0)
+    left.invert_yaxis()
+    right.bar(range(members), rows["optimal ensemble"][0], color="tab:orange")
+    right.set_xticks(range(members), [str(i + 1) for i in range(members)])
+    right.set_xlabel("member (order of the table)")
+    right.set_ylabel("optimal weight")
+    fig.tight_layout()
+    atomic_save_figure(fig, path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,85 @@
+"""Ensembling end to end on the tiny phantom: two members of different architecture and loss (plain U-Net with
+nnU-Net's Dice + CE, residual-encoder U-Net with class-weighted CE), weights fitted on fold 0's validation, the
+ensemble run from images and from the saved validation probabilities (same labels), the leakage warning and the
+refusals."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_end_to_end import _run  # noqa: E402
+
+PLAIN = "990:nnUNetTrainer:radconfCPUPlans:3d_fullres:0"
+RESENC_WCE = "990:WeightedCELossTrainer:radconfCPUResEncPlans:3d_fullres:0"
+
+
+def _labels(path: Path) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def test_fit_weights_predict_and_ensemble(tiny_phantom, nnunet_dirs, tmp_path):
+    env = {**os.environ, **{k: str(v) for k, v in nnunet_dirs.items()}}
+    raw = tiny_phantom.folder
+    for preset in ("cpu", "cpu_resenc"):
+        _run(["radconf_plan_and_preprocess", "-d", "990", "--preset", preset, "-np", "1"], env)
+    env["nnUNet_n_proc_DA"] = "0"
+    for spec in (PLAIN, RESENC_WCE):
+        _, trainer, plans, _, _ = spec.split(":")
+        _run(["radconf_train", "990", "3d_fullres", "0", "-tr", trainer, "-p", plans, "-device", "cpu", "--epochs",
+              "1", "--iterations-per-epoch", "2", "--npz"], env)
+    results = nnunet_dirs["nnUNet_results"] / raw.name
+    class_weights = json.loads((results / "WeightedCELossTrainer__radconfCPUResEncPlans__3d_fullres" / "fold_0" /
+                                "class_weights.json").read_text())
+    weights = np.array(class_weights["weights"])  # reciprocal frequency: background, the most frequent class, weighs least
+    assert np.isclose(weights.sum(), 1) and weights.argmin() == 0 and "reciprocal" in class_weights["source"]
+    plans = json.loads((results / "WeightedCELossTrainer__radconfCPUResEncPlans__3d_fullres" / "plans.json").read_text())
+    assert plans["configurations"]["3d_fullres"]["architecture"]["network_class_name"].endswith("ResidualEncoderUNet")
+
+    fitted = tmp_path / "weights"
+    _run(["radconf_find_ensemble_weights", "-m", PLAIN, RESENC_WCE, "-o", str(fitted)], env)
+    record = json.loads((fitted / "weights.json").read_text())
+    assert record["members"] == [PLAIN, RESENC_WCE] and np.isclose(sum(record["weights"]), 1)
+    assert min(record["weights"]) >= 0 and len(record["validation_cases"]) == 1  # fold 0 of 5 cases
+    validation = record["validation"]
+    assert validation["optimal ensemble"]["mean_iou"] >= max(validation[m]["mean_iou"] for m in record["members"])
+    assert (fitted / "ensemble_validation.md").is_file() and (fitted / "ensemble_validation.png").is_file()
+
+    # the ensemble from images, on a held-out case and on the validation case (whose fitted weights draw a warning)
+    validation_case = record["validation_cases"][0]
+    case = tiny_phantom.test_cases[0]
+    images = tmp_path / "images"
+    images.mkdir()
+    for name, folder in ((case, raw / "imagesTs"), (validation_case, raw / "imagesTr")):
+        (images / f"{name}_0000.nii.gz").symlink_to(folder / f"{name}_0000.nii.gz")
+    ensemble = tmp_path / "ensemble"
+    predicted = _run(["radconf_predict", "-i", str(images), "-o", str(ensemble), "-m", PLAIN, RESENC_WCE,
+                      "--weights", str(fitted / "weights.json"), "--save_disagreement", "-device", "cpu"], env)
+    assert "1 of the 2 case(s) were used to fit these ensemble weights" in predicted.stderr
+    reference = sitk.ReadImage(str(raw / "labelsTs" / f"{case}.nii.gz"))
+    output = sitk.ReadImage(str(ensemble / f"{case}.nii.gz"))
+    assert output.GetSize() == reference.GetSize() and np.allclose(output.GetSpacing(), reference.GetSpacing())
+    spread = _labels(ensemble / "disagreement" / f"{case}.nii.gz")
+    assert spread.shape == _labels(ensemble / f"{case}.nii.gz").shape and 0 <= spread.min() and spread.max() <= 0.5
+
+    # the same ensemble from the members' saved validation probabilities: the same labels
+    validation_folders = [results / f"{s.split(':')[1]}__{s.split(':')[2]}__3d_fullres" / "fold_0" / "validation"
+                          for s in (PLAIN, RESENC_WCE)]
+    from_files = tmp_path / "from_files"
+    ensembled = _run(["radconf_ensemble", "-i", *map(str, validation_folders), "-o", str(from_files), "--weights",
+                      str(fitted / "weights.json")], env)
+    assert "used to fit these ensemble weights" in ensembled.stderr
+    np.testing.assert_array_equal(_labels(from_files / f"{validation_case}.nii.gz"),
+                                  _labels(ensemble / f"{validation_case}.nii.gz"))
+
+    missing_member = _run(["radconf_predict", "-i", str(images), "-o", str(tmp_path / "bad"), "-m", PLAIN,
+                           "--weights", str(fitted / "weights.json")], env, expect_ok=False)
+    assert missing_member.returncode == 2 and "missing here" in missing_member.stderr
+    fold_all = _run(["radconf_find_ensemble_weights", "-m", PLAIN.replace(":0", ":all"), RESENC_WCE, "-o",
+                     str(tmp_path / "w2")], env, expect_ok=False)
+    assert fold_all.returncode == 2 and "fold 'all'" in fold_all.stderr
