@@ -95,7 +95,7 @@ def _same_labels(first: Path, second: Path) -> float:
     return same / total
 
 
-def _nnunet_choice(members: dict, predictions: dict, work: Path, env: dict, log: Path) -> tuple[str, Path]:
+def _nnunet_choice(members: dict, predictions: dict, work: Path, env: dict, log: Path) -> tuple[dict, Path]:
     """nnU-Net's find_best_configuration on the same pool and fold (its CV Dice of each model and of every pair),
     applied to the held-out cases as nnU-Net would: the chosen model, or nnUNetv2_ensemble of the chosen pair,
     then nnU-Net's chosen postprocessing."""
@@ -111,7 +111,7 @@ def _nnunet_choice(members: dict, predictions: dict, work: Path, env: dict, log:
     best = json.loads(information.read_text())["best_model_or_ensemble"]
     chosen = [(m["trainer"], m["plans_identifier"]) for m in best["selected_model_or_models"]]
     names = [name for name, model in members.items() if model in chosen]
-    label = "nnU-Net's choice: " + " + ".join(names)
+    label = " + ".join(names)
     raw_output = work / "test_nnunet_choice_raw"
     if len(names) == 1:
         source = predictions[names[0]]
@@ -123,7 +123,10 @@ def _nnunet_choice(members: dict, predictions: dict, work: Path, env: dict, log:
     run_command([_executable("nnUNetv2_apply_postprocessing"), "-i", str(source), "-o", str(output), "-pp_pkl_file",
                  best["postprocessing_file"], "-np", "2", "-plans_json", str(predictions[names[0]] / "plans.json"),
                  "-dataset_json", str(predictions[names[0]] / "dataset.json")], env, log)
-    return label, output
+    choice = {"label": label, "cv_dice": best["result_on_crossval_pre_pp"],
+              "cv_dice_postprocessed": best["result_on_crossval_post_pp"],
+              "all_results": json.loads(information.read_text())["all_results"]}
+    return choice, output
 
 
 def _executable(name: str) -> str:
@@ -146,7 +149,7 @@ def _evaluate(reference: Path, predictions: Path, output: Path) -> dict:
 
 
 def _report(scores: dict, weights: dict, timings: dict, out: Path, args, identical: float, ensemble_s: float,
-            nnunet_name: str) -> None:
+            nnunet: dict, peer: dict) -> None:
     import statistics
 
     structures = list(next(iter(scores.values()))["summary"])
@@ -179,6 +182,12 @@ def _report(scores: dict, weights: dict, timings: dict, out: Path, args, identic
              f"Soft-IoU weights: {', '.join(f'{w:.2f}' for w in weights['soft']['weights'])}. "
              f"Optimal ensemble from images (radconf_predict -m) vs from saved probabilities (radconf_ensemble): "
              f"{identical * 100:.4f} % identical voxels; from images it took {ensemble_s:.0f} s for {n_cases} cases. "
+             f"Equal-weight ensemble of the saved probabilities: radconf_ensemble {peer['radconf_s']:.1f} s, "
+             f"nnUNetv2_ensemble {peer['nnunet_s']:.1f} s (ratio {peer['radconf_s'] / peer['nnunet_s']:.2f}, "
+             f"process start included), {peer['identical'] * 100:.4f} % identical voxels. "
+             f"nnU-Net's find_best_configuration on the same pool and fold chose {nnunet['label']} (its "
+             f"cross-validation Dice {nnunet['cv_dice']:.4f}, {nnunet['cv_dice_postprocessed']:.4f} after its "
+             f"postprocessing, which the row includes). "
              f"Median epoch time per member (s): "
              + ", ".join(f"{n} {t['median_epoch_s']:.1f}" for n, t in timings.items()) + "."]
     write_tables(out / "benchmark_ensemble", lines, rows)
@@ -248,7 +257,13 @@ def main() -> None:
         predictions[name] = folder
     members = [str(predictions[name]) for name in MEMBERS]
     predictions["average ensemble"] = work / "test_average"
-    run_module(["radconf.cli.ensemble", "-i", *members, "-o", str(predictions["average ensemble"])], env, log)
+    average_s = run_module(["radconf.cli.ensemble", "-i", *members, "-o", str(predictions["average ensemble"])],
+                           env, log)
+    nnunet_average = work / "test_average_nnunet"  # the peer: nnU-Net's unweighted ensemble of the same files
+    nnunet_average_s = run_command([_executable("nnUNetv2_ensemble"), "-i", *members, "-o", str(nnunet_average),
+                                    "-np", "2"], env, log)
+    peer = {"radconf_s": average_s, "nnunet_s": nnunet_average_s,
+            "identical": _same_labels(predictions["average ensemble"], nnunet_average)}
     predictions["optimal ensemble"] = work / "test_optimal"
     run_module(["radconf.cli.ensemble", "-i", *members, "-o", str(predictions["optimal ensemble"]), "--weights",
                 str(work / "weights" / "weights.json"), "--save_disagreement"], env, log)
@@ -259,12 +274,12 @@ def main() -> None:
     ensemble_s = run_module(["radconf.cli.predict", "-i", str(test_images), "-o", str(from_images), "--weights",
                              str(work / "weights" / "weights.json"), "-device", args.device], env, log)
     identical = _same_labels(from_images, predictions["optimal ensemble"])
-    nnunet_name, nnunet_choice = _nnunet_choice(MEMBERS, predictions, work, env, log)
-    predictions[nnunet_name] = nnunet_choice
+    nnunet, chosen = _nnunet_choice(MEMBERS, predictions, work, env, log)
+    predictions[f"nnU-Net's choice ({nnunet['label']}, postprocessed)"] = chosen
 
     scores = {name: _evaluate(test_labels, folder, work / f"evaluation_{folder.name}")
               for name, folder in predictions.items()}
-    _report(scores, weights, timings, out, args, identical, ensemble_s, nnunet_name)
+    _report(scores, weights, timings, out, args, identical, ensemble_s, nnunet, peer)
 
 
 if __name__ == "__main__":
