@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from radconf.ensembling import OutputSpace, WeightedAccumulator, check_weights, common_space, decode, to_space
+from radconf.ensembling import (OutputSpace, WeightedAccumulator, check_weights, common_space, decode,
+                                require_same_cases, to_space)
 from radconf.inference import ModelSpec, anatomy_input_folder, check_input_folder, load_predictor
 from radconf.io import atomic_write_image, atomic_write_json, atomic_write_with
 from radconf.ordinal import cumulative_dataset_json
@@ -188,14 +189,8 @@ def probability_cases(folders: Sequence[Path]) -> list[str]:
         if not cases:
             raise FileNotFoundError(f"{folder} holds no CASE.npz probabilities; predict with --save_probabilities "
                                     f"(or validate with --npz).")
-    union = set().union(*found)
-    for folder, cases in zip(folders, found):
-        missing = sorted(union - cases)
-        if missing:
-            raise ValueError(f"{folder} lacks the probabilities of {len(missing)} case(s) that other members have "
-                             f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}). All members must "
-                             f"predict the same cases.")
-    return sorted(union)
+    return require_same_cases({str(f): cases for f, cases in zip(folders, found)},
+                              "All members must predict the same cases.")
 
 
 def _check_same_grid(case: str, files: Sequence[Path]) -> None:

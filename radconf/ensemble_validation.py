@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from radconf.ensemble_inference import find_model_files, probability_cases
-from radconf.ensembling import OutputSpace, common_space, reference_targets, to_space
+from radconf.ensemble_inference import find_model_files
+from radconf.ensembling import OutputSpace, common_space, reference_targets, require_same_cases, to_space
 from radconf.inference import ModelSpec
 
 
@@ -69,17 +69,6 @@ def folder_member(folder: Path) -> ValidationMember:
     return ValidationMember(str(folder), files, dataset_json)
 
 
-def _same_cases(members: Sequence[ValidationMember]) -> list[str]:
-    union = set().union(*(m.files for m in members))
-    for member in members:
-        missing = sorted(union - set(member.files))
-        if missing:
-            raise ValueError(f"{member.name} has no validation probabilities of {len(missing)} case(s) that other "
-                             f"members have ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}). Members "
-                             f"must be validated on the same cases (same splits_final.json).")
-    return sorted(union)
-
-
 def collect_statistics(members: Sequence[ValidationMember], reference_dir: Path, progress: bool = True):
     """Reads each validation case once and reduces it (``radconf.ensemble_weights.case_statistics``).
 
@@ -93,7 +82,8 @@ def collect_statistics(members: Sequence[ValidationMember], reference_dir: Path,
 
     space, kinds = common_space([m.dataset_json for m in members], [m.name for m in members])
     ending = members[0].dataset_json["file_ending"]
-    cases = _same_cases(members)
+    cases = require_same_cases({m.name: set(m.files) for m in members},
+                               "Members must be validated on the same cases (same splits_final.json).")
     statistics = []
     for case in tqdm(cases, desc="Validation cases", unit="case", disable=not progress):
         reference_file = Path(reference_dir) / f"{case}{ending}"

@@ -216,6 +216,18 @@ def check_weights(weights: Sequence[float] | None, count: int) -> np.ndarray:
     return weights / weights.sum()
 
 
+def require_same_cases(cases_by_member: Mapping[str, set[str]], fix: str) -> list[str]:
+    """The sorted cases when every member has the same ones; else a ValueError naming a member and its missing cases
+    (ending with ``fix``)."""
+    union = set().union(*cases_by_member.values())
+    for name, cases in cases_by_member.items():
+        missing = sorted(union - cases)
+        if missing:
+            raise ValueError(f"{name} has no probabilities of {len(missing)} case(s) that other members have "
+                             f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}). {fix}")
+    return sorted(union)
+
+
 def model_key(spec_text: str) -> tuple[int, str, str, str]:
     """(dataset id, trainer, plans, configuration) of a model spec: what identifies a member (folds may differ
     between fitting on cross-validation and predicting)."""

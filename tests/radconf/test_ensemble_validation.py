@@ -76,7 +76,7 @@ def test_reference_of_another_shape_and_missing_cases_are_refused(tmp_path):
     member = {"a": np.moveaxis(rng.dirichlet(np.ones(3), size=(3, 4, 5)), -1, 0).astype(np.float32)}
     _write(tmp_path / "x", SOFTMAX_JSON, member)
     _write(tmp_path / "y", SOFTMAX_JSON, {**member, "b": member["a"]})
-    with pytest.raises(ValueError, match=r"x has no validation probabilities of 1 case\(s\).*b"):
+    with pytest.raises(ValueError, match=r"x has no probabilities of 1 case\(s\).*b"):
         find_ensemble_weights(tmp_path / "out", folders=[tmp_path / "x", tmp_path / "y"],
                               reference_dir=reference_dir, progress=False)
     _write(tmp_path / "z", SOFTMAX_JSON, member)

@@ -179,7 +179,7 @@ def test_folder_ensemble_refuses_missing_cases_and_other_grids(tmp_path):
     rng = np.random.default_rng(5)
     _prediction_folder(tmp_path / "a", {"x": _dirichlet(rng, 3, (3, 4, 5)), "y": _dirichlet(rng, 3, (3, 4, 5))})
     _prediction_folder(tmp_path / "b", {"x": _dirichlet(rng, 3, (3, 4, 5))})
-    with pytest.raises(ValueError, match=r"b lacks the probabilities of 1 case\(s\).*y"):
+    with pytest.raises(ValueError, match=r"b has no probabilities of 1 case\(s\).*y"):
         ensemble_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "out", progress=False)
     _prediction_folder(tmp_path / "c", {"x": _dirichlet(rng, 3, (3, 4, 5)), "y": _dirichlet(rng, 3, (3, 4, 5))},
                        spacing=(3.0, 1.5, 1.0))
