@@ -1,5 +1,5 @@
-"""Ensembling end to end on the tiny phantom: two members of different architecture and loss (plain U-Net with
-nnU-Net's Dice + CE, residual-encoder U-Net with class-weighted CE), weights fitted on fold 0's validation, the
+"""Ensembling end to end on the tiny phantom: two residual-encoder U-Nets (cpu_resenc preset) of different loss
+(nnU-Net's Dice + CE, class-weighted CE), weights fitted on fold 0's validation, the
 ensemble run from images and from the saved validation probabilities (same labels), the leakage warning and the
 refusals."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import SimpleITK as sitk
 sys.path.insert(0, str(Path(__file__).parent))
 from test_end_to_end import _run  # noqa: E402
 
-PLAIN = "990:nnUNetTrainer:radconfCPUPlans:3d_fullres:0"
+PLAIN = "990:nnUNetTrainer:radconfCPUResEncPlans:3d_fullres:0"
 RESENC_WCE = "990:WeightedCELossTrainer:radconfCPUResEncPlans:3d_fullres:0"
 
 
@@ -23,11 +23,10 @@ def _labels(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def test_fit_weights_predict_and_ensemble(tiny_phantom, nnunet_dirs, tmp_path):
+def test_fit_weights_predict_and_ensemble(tiny_phantom, nnunet_dirs, tmp_path, capsys):
     env = {**os.environ, **{k: str(v) for k, v in nnunet_dirs.items()}}
     raw = tiny_phantom.folder
-    for preset in ("cpu", "cpu_resenc"):
-        _run(["radconf_plan_and_preprocess", "-d", "990", "--preset", preset, "-np", "1"], env)
+    _run(["radconf_plan_and_preprocess", "-d", "990", "--preset", "cpu_resenc", "-np", "1"], env)
     env["nnUNet_n_proc_DA"] = "0"
     for spec in (PLAIN, RESENC_WCE):
         _, trainer, plans, _, _ = spec.split(":")
@@ -77,9 +76,11 @@ def test_fit_weights_predict_and_ensemble(tiny_phantom, nnunet_dirs, tmp_path):
     np.testing.assert_array_equal(_labels(from_files / f"{validation_case}.nii.gz"),
                                   _labels(ensemble / f"{validation_case}.nii.gz"))
 
-    missing_member = _run(["radconf_predict", "-i", str(images), "-o", str(tmp_path / "bad"), "-m", PLAIN,
-                           "--weights", str(fitted / "weights.json")], env, expect_ok=False)
-    assert missing_member.returncode == 2 and "missing here" in missing_member.stderr
-    fold_all = _run(["radconf_find_ensemble_weights", "-m", PLAIN.replace(":0", ":all"), RESENC_WCE, "-o",
-                     str(tmp_path / "w2")], env, expect_ok=False)
-    assert fold_all.returncode == 2 and "fold 'all'" in fold_all.stderr
+    # refusals, in-process (the nnU-Net folders are set in this process's environment by the fixture)
+    from radconf.cli import find_ensemble_weights, predict
+
+    assert predict.main(["-i", str(images), "-o", str(tmp_path / "bad"), "-m", PLAIN, "--weights",
+                         str(fitted / "weights.json")]) == 2
+    assert "missing here" in capsys.readouterr().err
+    assert find_ensemble_weights.main(["-m", PLAIN.replace(":0", ":all"), RESENC_WCE, "-o", str(tmp_path / "w2")]) == 2
+    assert "fold 'all'" in capsys.readouterr().err
