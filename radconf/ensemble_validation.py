@@ -105,13 +105,10 @@ def collect_statistics(members: Sequence[ValidationMember], reference_dir: Path,
 
 def ensemble_scores(weights: np.ndarray, statistics, space: OutputSpace) -> dict:
     """Mean IoU, mean Dice and per-structure Dice of the decoded mixture over the validation cases."""
-    from radconf.ensemble_weights import confusion_counts
+    from radconf.ensemble_weights import iou_table
 
-    counts = confusion_counts(weights, statistics).astype(np.float64)  # (cases, structures, tp/fp/fn)
-    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
-        dice = np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+    iou = iou_table(weights, statistics)  # (cases, structures), NaN where both are empty
+    dice = 2 * iou / (1 + iou)
     per_structure = {name: float(np.nanmean(dice[:, s])) if np.isfinite(dice[:, s]).any() else float("nan")
                      for s, name in enumerate(space.structures)}
     worst = {name: float(np.nanmin(dice[:, s])) if np.isfinite(dice[:, s]).any() else float("nan")

@@ -121,10 +121,11 @@ def decode(probabilities: np.ndarray, space: OutputSpace) -> np.ndarray:
         return probabilities.argmax(0).astype(dtype)
     if space.kind == "cumulative":
         return (probabilities > 0.5).sum(0).astype(dtype)
-    segmentation = np.zeros(probabilities.shape[1:], dtype)
-    for channel, label in enumerate(space.regions_class_order):  # nnU-Net: later regions overwrite earlier ones
-        segmentation[probabilities[channel] > 0.5] = label
-    return segmentation
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    labels = {name: list(value) if isinstance(value, tuple) else value for name, value in space.labels}
+    manager = LabelManager(labels, regions_class_order=list(space.regions_class_order))
+    return manager.convert_probabilities_to_segmentation(probabilities).astype(dtype)
 
 
 def reference_targets(labels: np.ndarray, space: OutputSpace) -> np.ndarray:
