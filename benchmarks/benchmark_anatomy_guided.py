@@ -22,7 +22,12 @@ import json
 from pathlib import Path
 
 # benchmarks/ is on sys.path when a script runs
-from benchmark_common import benchmark_workspace, median_epoch_seconds, run_module, write_tables
+from benchmark_common import (
+    benchmark_workspace,
+    median_epoch_seconds,
+    run_module,
+    write_tables,
+)
 
 PHANTOM_ID, CTV_ID, ANATOMY_ID = 501, 503, 504
 ANATOMY = ("bladder", "rectum", "gluteal_muscles")
@@ -53,7 +58,7 @@ def _predict(dataset_id: int, trainer: str, images: Path, output: Path, env: dic
 
 def _evaluate(reference: Path, predictions: Path, output: Path) -> dict:
     from radconf.evaluation import evaluate_folders
-    from radconf.evaluation.io import read_csv
+    from radconf.io.tables import read_csv
 
     result = evaluate_folders(reference_dir=reference, prediction_dir=predictions, output_dir=output, progress=False)
     ctv = result.summary["ctv"]
@@ -102,7 +107,7 @@ def _plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from radconf.io import atomic_save_figure
+    from radconf.io.files import atomic_save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for index, result in enumerate(results):
@@ -146,7 +151,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    from radconf.io import atomic_write_text
+    from radconf.io.files import atomic_write_text
 
     work, out, folders, env, log = benchmark_workspace(args.work, args.out)
     organ_spec = _prepare(folders, env, log)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from radconf.io import atomic_write_text
+from radconf.io.files import atomic_write_text
 
 
 def write_tables(out: str | Path, lines: Sequence[str], rows: Sequence[Mapping]) -> tuple[Path, Path]:

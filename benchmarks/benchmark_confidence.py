@@ -18,7 +18,12 @@ import json
 from pathlib import Path
 
 # benchmarks/ is on sys.path when a script runs
-from benchmark_common import benchmark_workspace, median_epoch_seconds, run_module, write_tables
+from benchmark_common import (
+    benchmark_workspace,
+    median_epoch_seconds,
+    run_module,
+    write_tables,
+)
 
 DEFAULT_TRAINERS = ("ConfidenceTrainerNoDA", "ConfidenceTrainerUnweightedNoDA", "ConfidenceSoftmaxTrainerNoDA")
 SOURCE_ID, FUSED_ID, K = 501, 502, 5
@@ -30,7 +35,7 @@ def _plot(results: list[dict], readers: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from radconf.io import atomic_save_figure
+    from radconf.io.files import atomic_save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4))
     levels = list(range(1, K + 1))
@@ -86,7 +91,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from radconf.datasets.phantom.writer import write_phantom_dataset
-    from radconf.io import atomic_write_text
+
+    from radconf.io.files import atomic_write_text
 
     work, out, folders, env, log = benchmark_workspace(args.work, args.out)
     phantom = write_phantom_dataset(folders["nnUNet_raw"], dataset_id=SOURCE_ID, num_train=16, num_test=4)
@@ -100,7 +106,7 @@ def main() -> None:
     if missing:  # the cpu preset's plans share nnU-Net's data folders (nnUNetPlans_<configuration>)
         run_module(["radconf.cli.plan_and_preprocess", "-d", str(FUSED_ID), "--preset", "cpu", "-c", *missing], env,
                    log)
-    from radconf.fusion_report import read_agreement_summary
+    from radconf.confidence.report import read_agreement_summary
 
     readers = read_agreement_summary(fused, phantom.test_cases)
 

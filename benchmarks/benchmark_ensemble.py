@@ -25,7 +25,13 @@ import sys
 from pathlib import Path
 
 # benchmarks/ is on sys.path when a script runs
-from benchmark_common import benchmark_workspace, median_epoch_seconds, run_command, run_module, write_tables
+from benchmark_common import (
+    benchmark_workspace,
+    median_epoch_seconds,
+    run_command,
+    run_module,
+    write_tables,
+)
 
 PHANTOM_ID = 501
 CONFIGURATION = "3d_fullres"
@@ -84,7 +90,6 @@ def _fit_weights(specs: list[str], work: Path, env: dict, log: Path) -> dict:
 
 def _same_labels(first: Path, second: Path) -> float:
     """Fraction of voxels with the same label in two prediction folders (all cases)."""
-    import numpy as np
     import SimpleITK as sitk
 
     same = total = 0
@@ -136,7 +141,7 @@ def _executable(name: str) -> str:
 def _evaluate(reference: Path, predictions: Path, output: Path) -> dict:
     """Per structure: mean, SD and worst case of Dice, surface Dice 2 mm and ASSD on the held-out cases."""
     from radconf.evaluation import evaluate_folders
-    from radconf.evaluation.io import read_csv
+    from radconf.io.tables import read_csv
 
     result = evaluate_folders(reference_dir=reference, prediction_dir=predictions, output_dir=output, progress=False)
     structures = [s for s in result.summary if s not in ("continuous",) and "dice" in result.summary[s]]
@@ -200,7 +205,7 @@ def _plot(scores: dict, structures: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from radconf.io import atomic_save_figure
+    from radconf.io.files import atomic_save_figure
 
     names = list(scores)
     fig, axes = plt.subplots(1, len(structures), figsize=(3.2 * len(structures), 4.5), sharey=False)
@@ -232,7 +237,7 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true", help="stop after training the pool")
     args = parser.parse_args()
 
-    from radconf.io import atomic_write_text
+    from radconf.io.files import atomic_write_text
 
     work, out, folders, env, log = benchmark_workspace(args.work, args.out)
     phantom_folder = _prepare(folders, env, log, args)

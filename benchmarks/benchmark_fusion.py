@@ -28,7 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchmark_common import best_time, write_tables  # benchmarks/ is on sys.path when a script runs
+from benchmark_common import (  # benchmarks/ is on sys.path when a script runs
+    best_time,
+    write_tables,
+)
 
 
 def make_masks(shape=(200, 512, 512), n_masks=12, n_readers=4, seed=0) -> list[np.ndarray]:
@@ -61,7 +64,7 @@ def write_case(folder: Path, masks: list[np.ndarray], spacing=(0.98, 0.98, 2.5))
     """A one-case source dataset: a CT-like int16 image and the masks as readers/case_000/reader<r>_trial<t>."""
     import SimpleITK as sitk
 
-    from radconf.io import atomic_write_json
+    from radconf.io.files import atomic_write_json
 
     def write(array, path):
         image = sitk.GetImageFromArray(array)
@@ -93,8 +96,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import SimpleITK as sitk
 
-    from radconf.fusion import fuse_masks
-    from radconf.fusion_dataset import fuse_case, fuse_reader_dataset
+    from radconf.confidence.dataset import fuse_case, fuse_reader_dataset
+    from radconf.confidence.fusion import fuse_masks
 
     shape = tuple(args.shape)
     start = time.perf_counter()

@@ -15,10 +15,12 @@ import argparse
 import os
 import platform
 import warnings
-from pathlib import Path
 
 import numpy as np
-from benchmark_common import best_time, write_tables  # benchmarks/ is on sys.path when a script runs
+from benchmark_common import (  # benchmarks/ is on sys.path when a script runs
+    best_time,
+    write_tables,
+)
 
 
 def make_masks(shape=(150, 256, 256), spacing=(2.5, 1.0, 1.0), seed=0) -> tuple[np.ndarray, np.ndarray]:

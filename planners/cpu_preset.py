@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import List, Tuple, Union
 
-from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
-
-from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import \
-    ResEncUNetPlanner
+from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import (
+    ExperimentPlanner,
+)
+from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import (
+    ResEncUNetPlanner,
+)
 
 CPU_PLANS_NAME = "radconfCPUPlans"
 CPU_RESENC_PLANS_NAME = "radconfCPUResEncPlans"

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from radconf.errors import InvalidInput
+
 
 class _WeightedSoftDice(nn.Module):
     """Soft Dice sum_i w_i f(p_i) q_i over per-voxel weights; subclasses choose f and w. Returns -mean(Dice)."""
@@ -132,7 +134,7 @@ def reciprocal_frequency_weights(counts: np.ndarray) -> np.ndarray:
     """
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 1 or counts.size < 2 or (counts < 0).any() or counts.sum() == 0:
-        raise ValueError(f"Voxel counts must be a non-empty, non-negative vector with a positive sum, got {counts}.")
+        raise InvalidInput(f"Voxel counts must be a non-empty, non-negative vector with a positive sum, got {counts}.")
     inverse = np.zeros_like(counts)
     present = counts > 0
     inverse[present] = counts.sum() / counts[present]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
+from radconf.errors import MissingSetting
+
 
 def radconf_home() -> Path:
     return Path(os.environ.get("RADCONF_HOME", Path.home() / "radconf_data")).expanduser()
@@ -52,7 +54,7 @@ def require_nnunet_paths() -> NnUNetPaths:
     """
     paths = resolve_nnunet_paths()
     if paths.defaulted:
-        raise RuntimeError(
+        raise MissingSetting(
             f"{', '.join(paths.defaulted)} not set. Export them (e.g. export nnUNet_raw=/data/nnUNet_raw) or use the "
             f"radconf_* commands, which default to {radconf_home()}/<name>.")
     return paths

@@ -4,8 +4,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from radconf.dataset_checks import check_raw_dataset, dataset_id_of, find_dataset_name
+from radconf.errors import InvalidInput
 from radconf.paths import require_nnunet_paths
+from radconf.raw.checks import check_raw_dataset, dataset_id_of, find_dataset_name
 from radconf.registry import find_class
 
 # --preset NAME -> planner class name
@@ -16,10 +17,10 @@ DEFAULT_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
 def planner_for(planner: str | None, preset: str | None) -> str:
     """The planner class name for the ``-pl``/``--preset`` pair (they are exclusive)."""
     if planner and preset:
-        raise ValueError("Give either -pl PLANNER or --preset NAME, not both.")
+        raise InvalidInput("Give either -pl PLANNER or --preset NAME, not both.")
     if preset:
         if preset not in PRESETS:
-            raise ValueError(f"Unknown preset {preset!r}; available: {', '.join(PRESETS)}.")
+            raise InvalidInput(f"Unknown preset {preset!r}; available: {', '.join(PRESETS)}.")
         return PRESETS[preset]
     return planner or "ExperimentPlanner"
 
@@ -42,13 +43,16 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
     Returns:
         The plans identifier and the plans file.
     """
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
-                                                                       plan_experiment_dataset, preprocess_dataset)
-
     import os
 
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+        extract_fingerprint_dataset,
+        plan_experiment_dataset,
+        preprocess_dataset,
+    )
+
     if os.environ.get("nnUNet_n_proc_DA", "").strip() == "0":  # nnU-Net's planner calls set_num_threads(0) and dies
-        raise ValueError("nnUNet_n_proc_DA=0 is only valid for training (single-threaded augmentation); nnU-Net's "
+        raise InvalidInput("nnUNet_n_proc_DA=0 is only valid for training (single-threaded augmentation); nnU-Net's "
                          "planning crashes with it. Unset it for radconf_plan_and_preprocess.")
     paths = require_nnunet_paths()
     planner_class = find_class(planner, "planner")

@@ -14,6 +14,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from radconf.errors import InvalidInput
+
 _CLASS_RE = re.compile(r"^class\s+(\w+)\s*[(:]", re.MULTILINE)
 
 _KINDS = {
@@ -79,7 +81,7 @@ def find_class(name: str, kind: str) -> type:
         ValueError: the name is unknown; the message lists close matches and all available names.
     """
     if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+        raise InvalidInput(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
     ours = radconf_classes(kind)
     if name in ours:
         return ours[name]
@@ -92,5 +94,5 @@ def find_class(name: str, kind: str) -> type:
     names = available_names(kind)
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"Unknown {kind} {name!r}.{hint} Available {kind}s (radconf, then nnU-Net): "
+    raise InvalidInput(f"Unknown {kind} {name!r}.{hint} Available {kind}s (radconf, then nnU-Net): "
                      f"{', '.join(sorted(ours)) or '(none)'}; {', '.join(nnunet_class_names(kind))}")

@@ -2,72 +2,14 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 from pathlib import Path
 
-from radconf.dataset_checks import find_dataset_name
-from radconf.nnunet_compat import restore_trainer_state
+from radconf.devices import make_device
+from radconf.errors import InvalidInput, MissingInput
+from radconf.nnunet_compat.checkpoints import restore_trainer_state, safe_load_checkpoint, unwrap_network
 from radconf.paths import require_nnunet_paths
+from radconf.raw.checks import find_dataset_name
 from radconf.registry import find_class
-
-
-def default_device() -> str:
-    """``cuda`` when available, else ``cpu`` (nnU-Net's default of cuda fails on a laptop)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def make_device(name: str | None):
-    import torch
-
-    name = name or default_device()
-    if name not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"-device must be cpu, cuda or mps, got {name!r}.")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("-device cuda was requested but torch sees no CUDA GPU; use -device cpu, or install a CUDA "
-                         "build of torch.")
-    if name == "cpu":
-        torch.set_num_threads(multiprocessing.cpu_count())
-    elif name == "cuda":
-        torch.set_num_threads(1)
-        torch.set_num_interop_threads(1)
-    return torch.device(name)
-
-
-def _numpy_scalar_globals() -> list:
-    """numpy's scalar reconstructor and dtype classes: plain data that nnU-Net's checkpoint logs contain."""
-    import numpy as np
-
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import scalar
-    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")] if hasattr(np, "dtypes") else []
-    return [scalar, np.dtype, *dtypes]
-
-
-def safe_load_checkpoint(path: str | Path) -> dict:
-    """Loads an nnU-Net checkpoint with ``weights_only=True`` (no arbitrary code runs from the file).
-
-    nnU-Net's checkpoints hold tensors, plain containers and numpy scalars in their training log; only numpy's
-    scalar and dtype reconstructors are allowed besides torch's defaults.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file needs more than that to load.
-    """
-    import torch
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"Checkpoint {path} does not exist.")
-    try:
-        with torch.serialization.safe_globals(_numpy_scalar_globals()):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling refused: the file holds more than tensors and plain data
-        first_line = str(error).strip().splitlines()[0]
-        raise ValueError(f"{path} cannot be loaded safely (weights_only=True): {first_line}. Only load checkpoints "
-                         f"from sources you trust.") from None
 
 
 def load_pretrained_weights(network, path: str | Path) -> list[str]:
@@ -83,8 +25,7 @@ def load_pretrained_weights(network, path: str | Path) -> list[str]:
         ValueError: listing the tensors that are missing or have another shape.
     """
     pretrained = safe_load_checkpoint(path)["network_weights"]
-    module = getattr(network, "module", network)
-    module = getattr(module, "_orig_mod", module)
+    module = unwrap_network(network)
     own = module.state_dict()
     # heads a plain nnU-Net network does not have (e.g. a distance decoder) start from their initialisation
     optional = tuple(getattr(module, "pretrained_optional_prefixes", ()))
@@ -92,7 +33,7 @@ def load_pretrained_weights(network, path: str | Path) -> list[str]:
     bad = [f"{k} (missing)" if k not in pretrained else f"{k} {tuple(pretrained[k].shape)} != {tuple(own[k].shape)}"
            for k in transfer if k not in pretrained or pretrained[k].shape != own[k].shape]
     if bad:
-        raise ValueError(f"Pretrained weights {path} do not fit this network ({len(bad)} tensors differ, e.g. "
+        raise InvalidInput(f"Pretrained weights {path} do not fit this network ({len(bad)} tensors differ, e.g. "
                          f"{'; '.join(bad[:3])}). Pre-train with the same plans (architecture) as the fine-tuning.")
     # only the transferred names: a module shared under several names (e.g. the encoder, which decoders reference)
     # must not be overwritten again by a stale copy under a name the checkpoint lacks
@@ -112,20 +53,20 @@ def build_trainer(dataset: str | int, configuration: str, fold: int | str, *, tr
     plans_file = paths.preprocessed / name / f"{plans}.json"
     if not plans_file.is_file():
         available = sorted(p.stem for p in (paths.preprocessed / name).glob("*Plans*.json"))
-        raise FileNotFoundError(f"Plans {plans_file} not found (available: {', '.join(available) or 'none'}). Run "
+        raise MissingInput(f"Plans {plans_file} not found (available: {', '.join(available) or 'none'}). Run "
                                 f"radconf_plan_and_preprocess -d {name} first, and pass -p with the plans name.")
     plans_dict = load_json(str(plans_file))
     if configuration not in plans_dict["configurations"]:
-        raise ValueError(f"Configuration {configuration!r} is not in {plans_file.name}; available: "
+        raise InvalidInput(f"Configuration {configuration!r} is not in {plans_file.name}; available: "
                          f"{', '.join(plans_dict['configurations'])}.")
     dataset_json = load_json(str(paths.preprocessed / name / "dataset.json"))
     if fold != "all":
         if not str(fold).isdigit():
-            raise ValueError(f"Fold must be 0-4 or 'all', got {fold!r}.")
+            raise InvalidInput(f"Fold must be 0-4 or 'all', got {fold!r}.")
         fold = int(fold)
         cases = int(dataset_json.get("numTraining", 0))
         if cases < 5 and not (paths.preprocessed / name / "splits_final.json").is_file():
-            raise ValueError(f"{name} has {cases} training cases but nnU-Net's 5-fold split needs at least 5. Train "
+            raise InvalidInput(f"{name} has {cases} training cases but nnU-Net's 5-fold split needs at least 5. Train "
                              f"fold 'all', or put your own splits_final.json into {paths.preprocessed / name}.")
     plans_dict["continue_training"] = continue_training  # nnU-Net's trainer pops this key
     return trainer_class(plans=plans_dict, configuration=configuration, fold=fold, dataset_json=dataset_json,
@@ -175,9 +116,9 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
         The fold's output folder.
     """
     if continue_training and only_validation:
-        raise ValueError("--c and --val exclude each other: --c resumes training, --val only validates.")
+        raise InvalidInput("--c and --val exclude each other: --c resumes training, --val only validates.")
     if continue_training and pretrained_weights:
-        raise ValueError("Pretrained weights only initialise a new training; drop -pretrained_weights with --c.")
+        raise InvalidInput("Pretrained weights only initialise a new training; drop -pretrained_weights with --c.")
     if seed is not None:
         seed_everything(seed)
     nnunet_trainer = build_trainer(dataset, configuration, fold, trainer=trainer, plans=plans, device=device,
@@ -190,14 +131,14 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
     nnunet_trainer.disable_checkpointing = disable_checkpointing
     if distance_weight is not None:
         if not hasattr(nnunet_trainer, "distance_weight"):
-            raise ValueError(f"--distance_weight applies to trainers with a distance-map head (e.g. "
+            raise InvalidInput(f"--distance_weight applies to trainers with a distance-map head (e.g. "
                              f"DistanceMapTrainer, AnatomyGuidedMultiTaskTrainer), not to {trainer}.")
         if distance_weight < 0:
-            raise ValueError(f"--distance_weight must be >= 0, got {distance_weight}.")
+            raise InvalidInput(f"--distance_weight must be >= 0, got {distance_weight}.")
         nnunet_trainer.distance_weight = float(distance_weight)
     if class_weights is not None:
         if not hasattr(nnunet_trainer, "class_weights"):
-            raise ValueError(f"--ce_weights applies to class-weighted cross-entropy trainers (e.g. "
+            raise InvalidInput(f"--ce_weights applies to class-weighted cross-entropy trainers (e.g. "
                              f"WeightedCELossTrainer), not to {trainer}.")
         nnunet_trainer.class_weights = [float(w) for w in class_weights]
     output_folder = Path(nnunet_trainer.output_folder)
@@ -211,10 +152,10 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
     elif only_validation:
         checkpoint = output_folder / "checkpoint_final.pth"
         if not checkpoint.is_file():
-            raise FileNotFoundError(f"{checkpoint} not found: --val needs a finished training.")
+            raise MissingInput(f"{checkpoint} not found: --val needs a finished training.")
     elif pretrained_weights:
         if not Path(pretrained_weights).is_file():
-            raise FileNotFoundError(f"Pretrained weights {pretrained_weights} not found.")
+            raise MissingInput(f"Pretrained weights {pretrained_weights} not found.")
         nnunet_trainer.initialize()
         load_pretrained_weights(nnunet_trainer.network, pretrained_weights)
     if checkpoint is not None:
@@ -263,7 +204,7 @@ def seed_everything(seed: int) -> None:
 def _record_overrides(output_folder: Path, epochs: int | None, iterations_per_epoch: int | None) -> None:
     if epochs is None and iterations_per_epoch is None:
         return
-    from radconf.io import atomic_write_json
+    from radconf.io.files import atomic_write_json
 
     output_folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output_folder / "radconf_training_overrides.json",

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from radconf.datasets.phantom import PhantomConfig
 
 # Coarse sampling of the same anatomy: small volumes so that tests stay fast.

@@ -16,10 +16,13 @@ from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import nnUNetTrainerNoDA
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import (
+    nnUNetTrainerNoDA,
+)
 
-from radconf.anatomy import AnatomyChannels, anatomy_of, encode_anatomy
-from radconf.nnunet_compat import substitute_in_trainer_module
+from radconf.anatomy.channels import AnatomyChannels, anatomy_of, encode_anatomy
+from radconf.errors import InvalidInput
+from radconf.nnunet_compat.substitution import substitute_in_trainer_module
 
 
 class AnatomyToSegmentation(BasicTransform):
@@ -79,7 +82,7 @@ class AnatomyPredictor(nnUNetPredictor):
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> torch.Tensor:
         anatomy = anatomy_of(self.dataset_json)
         if anatomy is None:
-            raise ValueError("AnatomyPredictor needs a model trained on a dataset with radconf anatomy channels.")
+            raise InvalidInput("AnatomyPredictor needs a model trained on a dataset with radconf anatomy channels.")
         if not isinstance(input_image, torch.Tensor):
             input_image = torch.as_tensor(input_image)
         return super().predict_sliding_window_return_logits(encode_anatomy(input_image, anatomy))
@@ -95,7 +98,7 @@ class AnatomyChannelsMixin:
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.anatomy = anatomy_of(self.dataset_json, where=f"dataset.json of {self.plans_manager.dataset_name}")
         if self.anatomy is None:
-            raise ValueError(f"{type(self).__name__} needs organ masks as input channels, but dataset "
+            raise InvalidInput(f"{type(self).__name__} needs organ masks as input channels, but dataset "
                              f"{self.plans_manager.dataset_name} declares none. Build one with radconf_anatomy_dataset "
                              f"(e.g. radconf_anatomy_dataset SOURCE -d NEW_ID --anatomy bladder rectum).")
         self.num_image_channels = len(self.dataset_json["channel_names"])

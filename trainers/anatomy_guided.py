@@ -16,8 +16,9 @@ paper's boundary-weighted Dice.
 """
 # no ``from __future__ import annotations``: trainer signatures must equal nnUNetTrainer's
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import nnUNetTrainerNoDA
-
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import (
+    nnUNetTrainerNoDA,
+)
 from radconf.trainers.anatomy_channels import AnatomyChannelsMixin
 from radconf.trainers.dice_variants import BoundaryDiceMixin
 from radconf.trainers.distance_head import DistanceHeadMixin

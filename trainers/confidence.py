@@ -16,11 +16,18 @@ import numpy as np
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import nnUNetTrainerNoDA
-
-from radconf.losses import reciprocal_frequency_weights
-from radconf.ordinal import LevelWeightedBCE, cumulative_dataset_json, level_dataset_json, ordinal_levels
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import (
+    nnUNetTrainerNoDA,
+)
 from radconf.trainers.slice_context import SliceContextMixin
+
+from radconf.confidence.ordinal import (
+    LevelWeightedBCE,
+    cumulative_dataset_json,
+    level_dataset_json,
+    ordinal_levels,
+)
+from radconf.losses import reciprocal_frequency_weights
 
 
 class _LevelTrainer:
@@ -43,7 +50,7 @@ class _LevelTrainer:
         super().perform_actual_validation(save_probabilities or self.cumulative_outputs)
         if self.local_rank != 0:
             return
-        from radconf.ordinal_outputs import finish_level_predictions
+        from radconf.confidence.outputs import finish_level_predictions
 
         folder = Path(self.output_folder) / "validation"
         finish_level_predictions(folder, self.num_levels, self.dataset_json["file_ending"],
@@ -84,7 +91,7 @@ class ConfidenceTrainer(_LevelTrainer, nnUNetTrainer):
 
     def _training_level_weights(self) -> np.ndarray:
         """Reciprocal level frequencies over the training split's preprocessed segmentations (logged and saved)."""
-        from radconf.io import atomic_write_json
+        from radconf.io.files import atomic_write_json
         from radconf.training import training_label_counts
 
         counts, train_keys = training_label_counts(self, self.num_levels + 1)

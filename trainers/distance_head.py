@@ -25,11 +25,15 @@ from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import nnUNetTrainerNoDA
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import (
+    nnUNetTrainerNoDA,
+)
 from torch import nn
 
-from radconf.distance_maps import certified_distance, normalise_distance
+from radconf.anatomy.distance import certified_distance, normalise_distance
+from radconf.errors import InvalidInput
 from radconf.losses import masked_mse
+from radconf.nnunet_compat.checkpoints import unwrap_network
 
 DISTANCE_SETTINGS_FILE = "distance_head.json"
 
@@ -130,7 +134,7 @@ class DistanceHeadMixin:
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         if self.label_manager.has_regions:
-            raise ValueError(f"{type(self).__name__} regresses one distance map per label of a label map; dataset "
+            raise InvalidInput(f"{type(self).__name__} regresses one distance map per label of a label map; dataset "
                              f"{self.plans_manager.dataset_name} uses regions (overlapping labels), which it does not "
                              f"support.")
         self._distance_target = None
@@ -156,7 +160,7 @@ class DistanceHeadMixin:
         explicit = "distance_weight" in vars(self)
         if path.is_file() and not explicit:
             self.distance_weight = float(json.loads(path.read_text())["distance_weight"])
-        from radconf.io import atomic_write_json
+        from radconf.io.files import atomic_write_json
 
         settings = {"distance_weight": self.distance_weight, "signed": self.signed_distance,
                     "scale_mm": self.distance_scale_mm, "labels": self._distance_label_names()}
@@ -174,8 +178,7 @@ class DistanceHeadMixin:
                                             target=lambda: self._distance_target, signed=self.signed_distance)
 
     def _network_module(self) -> DistanceHeadNetwork:
-        module = self.network.module if self.is_ddp else self.network
-        return getattr(module, "_orig_mod", module)
+        return unwrap_network(self.network)
 
     def _distance_target_transform(self) -> DistanceTargetTransform:
         spacing = self.configuration_manager.spacing[-len(self.configuration_manager.patch_size):]

@@ -14,9 +14,17 @@ import numpy as np
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import nnUNetTrainerNoDA
-from nnunetv2.training.nnUNetTrainer.variants.loss.nnUNetTrainerCELoss import nnUNetTrainerCELoss
-from nnunetv2.training.nnUNetTrainer.variants.loss.nnUNetTrainerDiceLoss import nnUNetTrainerDiceLoss
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import (
+    nnUNetTrainerNoDA,
+)
+from nnunetv2.training.nnUNetTrainer.variants.loss.nnUNetTrainerCELoss import (
+    nnUNetTrainerCELoss,
+)
+from nnunetv2.training.nnUNetTrainer.variants.loss.nnUNetTrainerDiceLoss import (
+    nnUNetTrainerDiceLoss,
+)
+
+from radconf.errors import InvalidInput
 
 CLASS_WEIGHTS_FILE = "class_weights.json"
 
@@ -33,7 +41,7 @@ class CELossMixin:
 
     def _build_loss(self):
         if self.label_manager.has_regions:
-            raise ValueError(f"{type(self).__name__} trains softmax classes; this dataset defines regions (e.g. "
+            raise InvalidInput(f"{type(self).__name__} trains softmax classes; this dataset defines regions (e.g. "
                              f"confidence levels). Use a Dice or Dice + BCE trainer for region datasets.")
         return nnUNetTrainerCELoss._build_loss(self)
 
@@ -52,7 +60,7 @@ class WeightedCELossMixin(CELossMixin):
     def _resolve_class_weights(self) -> np.ndarray:
         """Explicit weights, else those a resumed run recorded, else reciprocal frequencies; written to
         ``class_weights.json``."""
-        from radconf.io import atomic_write_json
+        from radconf.io.files import atomic_write_json
 
         num_classes = self.label_manager.num_segmentation_heads
         path = Path(self.output_folder) / CLASS_WEIGHTS_FILE
@@ -68,7 +76,7 @@ class WeightedCELossMixin(CELossMixin):
             weights, source = reciprocal_frequency_weights(counts), f"reciprocal frequency over {len(keys)} cases"
         weights = np.asarray(weights, dtype=np.float64)
         if weights.shape != (num_classes,) or (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError(f"Class weights must be {num_classes} non-negative numbers (background first, labels "
+            raise InvalidInput(f"Class weights must be {num_classes} non-negative numbers (background first, labels "
                              f"{list(self.dataset_json['labels'])}) with a positive sum; got {weights.tolist()}.")
         if self.local_rank == 0:
             atomic_write_json(path, {"weights": weights.tolist(), "labels": list(self.dataset_json["labels"]),

@@ -22,7 +22,8 @@ from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from radconf.nnunet_compat import substitute_in_trainer_module
+from radconf.errors import InvalidInput
+from radconf.nnunet_compat.substitution import substitute_in_trainer_module
 
 
 def neighbour_index(centres: torch.Tensor, depth: int, context_slices: int) -> torch.Tensor:
@@ -39,7 +40,7 @@ def stack_neighbour_slices(volume: torch.Tensor, context_slices: int) -> torch.T
 
 def check_context_slices(context_slices: int) -> None:
     if not isinstance(context_slices, int) or context_slices < 1 or context_slices % 2 == 0:
-        raise ValueError(f"context_slices must be an odd positive int (centre slice +- n), got {context_slices!r}.")
+        raise InvalidInput(f"context_slices must be an odd positive int (centre slice +- n), got {context_slices!r}.")
 
 
 class SliceContextDataLoader(nnUNetDataLoader):
@@ -55,7 +56,7 @@ class SliceContextDataLoader(nnUNetDataLoader):
         super().__init__(*args, **kwargs)
         check_context_slices(context_slices)
         if not self.patch_size_was_2d:
-            raise ValueError("SliceContextDataLoader needs a 2D patch size (a 2d configuration).")
+            raise InvalidInput("SliceContextDataLoader needs a 2D patch size (a 2d configuration).")
         self.context_slices = context_slices
         self.patch_size_was_2d = False  # the parent would crop data[:, 0]; the S slices are handled below instead
         self.inner_transforms, self.transforms = self.transforms, self._stack_then_transform
@@ -93,7 +94,7 @@ class SliceContextPredictor(nnUNetPredictor):
     @torch.inference_mode()
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> torch.Tensor:
         if len(self.configuration_manager.patch_size) != 2:
-            raise ValueError(f"{type(self).__name__} needs a 2d configuration, got patch size "
+            raise InvalidInput(f"{type(self).__name__} needs a 2d configuration, got patch size "
                              f"{self.configuration_manager.patch_size}.")
         if not isinstance(input_image, torch.Tensor):
             input_image = torch.from_numpy(np.asarray(input_image))
@@ -122,7 +123,7 @@ class SliceContextMixin:
                  device: torch.device = torch.device("cuda")):
         patch_size = PlansManager(plans).get_configuration(configuration).patch_size
         if len(patch_size) != 2:
-            raise ValueError(f"{type(self).__name__} stacks neighbouring slices as channels of a 2D network, but "
+            raise InvalidInput(f"{type(self).__name__} stacks neighbouring slices as channels of a 2D network, but "
                              f"configuration {configuration!r} has a {len(patch_size)}D patch {patch_size}; use -c 2d.")
         super().__init__(plans, configuration, fold, dataset_json, device)
 

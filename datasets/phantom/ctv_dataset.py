@@ -19,7 +19,9 @@ from pathlib import Path
 
 from radconf.datasets.phantom import writer
 from radconf.datasets.phantom.writer import PhantomDataset, dataset_folder_name
-from radconf.io import atomic_write_json, publish_staged_folder
+
+from radconf.errors import MissingInput
+from radconf.io.files import atomic_write_json, publish_staged_folder
 
 MARKER = "radconf_ctv.json"
 GENERATOR = "radconf.datasets.phantom.ctv_dataset"
@@ -32,7 +34,7 @@ def _phantom_files(phantom: Path) -> tuple[dict, list[tuple[str, str, Path, Path
         FileNotFoundError: not a radconf phantom, or a CTV mask missing (all listed).
     """
     if not (phantom / writer.MARKER).is_file():
-        raise FileNotFoundError(f"{phantom} is not a radconf phantom (no {writer.MARKER}); generate it with "
+        raise MissingInput(f"{phantom} is not a radconf phantom (no {writer.MARKER}); generate it with "
                                 f"radconf_generate_phantom first.")
     dataset_json = json.loads((phantom / "dataset.json").read_text())
     ending = dataset_json["file_ending"]
@@ -46,7 +48,7 @@ def _phantom_files(phantom: Path) -> tuple[dict, list[tuple[str, str, Path, Path
             files.append((case, split, ct, ctv))
             missing += [] if ctv.is_file() else [str(ctv)]
     if missing:
-        raise FileNotFoundError(f"{phantom} lacks the CTV masks {', '.join(missing)}; regenerate the phantom with "
+        raise MissingInput(f"{phantom} lacks the CTV masks {', '.join(missing)}; regenerate the phantom with "
                                 f"radconf_generate_phantom --overwrite.")
     return dataset_json, files
 

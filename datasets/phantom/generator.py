@@ -9,11 +9,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import ndimage
-
 from radconf.datasets.phantom import anatomy
 from radconf.datasets.phantom.readers import ReaderModel, simulate_readers
-from radconf.datasets.phantom.shapes import Grid, elliptic_cylinder, ellipsoid, lobulated_blob, smooth_field
+from radconf.datasets.phantom.shapes import (
+    Grid,
+    ellipsoid,
+    elliptic_cylinder,
+    lobulated_blob,
+    smooth_field,
+)
+from scipy import ndimage
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from radconf.datasets.phantom.shapes import bounding_box, smooth_field
 
 

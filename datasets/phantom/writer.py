@@ -19,11 +19,17 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from radconf.datasets.phantom import anatomy
 from radconf.datasets.phantom.generator import PhantomConfig, generate_case
-from radconf.io import array_to_image, atomic_write_image, atomic_write_json, publish_staged_folder
+from tqdm import tqdm
+
+from radconf.errors import InvalidInput, OutputExists
+from radconf.io.files import (
+    array_to_image,
+    atomic_write_image,
+    atomic_write_json,
+    publish_staged_folder,
+)
 
 MARKER = "radconf_phantom.json"
 
@@ -38,7 +44,7 @@ class PhantomDataset:
 
 def dataset_folder_name(dataset_id: int, name: str) -> str:
     if not 1 <= dataset_id <= 999:
-        raise ValueError(f"Dataset id must be between 1 and 999, got {dataset_id}.")
+        raise InvalidInput(f"Dataset id must be between 1 and 999, got {dataset_id}.")
     return f"Dataset{dataset_id:03d}_{name}"
 
 
@@ -50,18 +56,18 @@ def output_is_reusable(folder: Path, dataset_id: int, marker_name: str, params: 
     others = [p for p in folder.parent.glob(f"Dataset{dataset_id:03d}_*")
               if p != folder and not p.name.endswith((".partial", ".replaced"))] if folder.parent.is_dir() else []
     if others:
-        raise FileExistsError(f"Dataset id {dataset_id} is already used by {others[0]}. Pick another id "
+        raise OutputExists(f"Dataset id {dataset_id} is already used by {others[0]}. Pick another id "
                               f"(e.g. {id_flag} {dataset_id + 1}) or another nnUNet_raw folder.")
     if not folder.exists():
         return False
     marker = folder / marker_name
     if not marker.is_file():
-        raise FileExistsError(f"{folder} exists and was not made by {maker}; it is left untouched. Choose another "
+        raise OutputExists(f"{folder} exists and was not made by {maker}; it is left untouched. Choose another "
                               f"dataset id or nnUNet_raw folder.")
     if json.loads(marker.read_text()) == params:
         return True
     if not overwrite:
-        raise FileExistsError(f"{folder} was made by {maker} with other parameters. Pass overwrite=True "
+        raise OutputExists(f"{folder} was made by {maker} with other parameters. Pass overwrite=True "
                               f"(--overwrite) to write it again, or choose another dataset id.")
     return False
 
@@ -118,7 +124,7 @@ def write_phantom_dataset(raw_root: str | Path, *, dataset_id: int = 501, name: 
     """
     config = config or PhantomConfig()
     if num_train < 1 or num_test < 0:
-        raise ValueError(f"num_train must be >= 1 and num_test >= 0, got {num_train} and {num_test}.")
+        raise InvalidInput(f"num_train must be >= 1 and num_test >= 0, got {num_train} and {num_test}.")
     raw_root = Path(raw_root)
     folder = raw_root / dataset_folder_name(dataset_id, name)
     train = [f"phantom_{i:03d}" for i in range(num_train)]

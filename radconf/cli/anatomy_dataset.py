@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> None:
-        from radconf.anatomy_dataset import make_anatomy_dataset
+        from radconf.anatomy.dataset import make_anatomy_dataset
         from radconf.cli.environment import use_default_nnunet_paths
 
         paths = use_default_nnunet_paths()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from radconf.cli.errors import run_cli
+from radconf.errors import InvalidInput
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def folder_weights(folders: list[str], weights: list[str] | None) -> tuple[list[float] | None, list[str]]:
     """Weights per folder and the cases they were fitted on, from numbers or a weights.json."""
-    from radconf.ensembling import folder_model, match_weights, read_weights
+    from radconf.ensembles.weights import folder_model, match_weights, read_weights
 
     if not weights:
         return None, []
@@ -37,16 +38,16 @@ def folder_weights(folders: list[str], weights: list[str] | None) -> tuple[list[
         models = [folder_model(f) for f in folders]
         unknown = [f for f, m in zip(folders, models) if m is None]
         if unknown:
-            raise ValueError(f"Cannot tell which model predicted {unknown[0]} (no radconf_model.json, not a "
+            raise InvalidInput(f"Cannot tell which model predicted {unknown[0]} (no radconf_model.json, not a "
                              f"fold_X/validation folder), so the weights of {weights[0]} cannot be matched to it. "
                              f"Give the weights as numbers in folder order: --weights W1 W2 ...")
         return list(match_weights(models, data, where=weights[0])), list(data.get("validation_cases", []))
     try:
         values = [float(w) for w in weights]
     except ValueError:
-        raise ValueError(f"--weights takes a weights.json or one number per folder, got {' '.join(weights)}.") from None
+        raise InvalidInput(f"--weights takes a weights.json or one number per folder, got {' '.join(weights)}.") from None
     if len(values) != len(folders):
-        raise ValueError(f"{len(values)} weights for {len(folders)} folders; give one per folder.")
+        raise InvalidInput(f"{len(values)} weights for {len(folders)} folders; give one per folder.")
     return values, []
 
 
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> None:
-        from radconf.ensemble_inference import ensemble_folders, warn_if_fitted_on
+        from radconf.ensembles.folders import ensemble_folders
+        from radconf.ensembles.weights import warn_if_fitted_on
 
         weights, fitted_cases = folder_weights(args.i, args.weights)
         cases = ensemble_folders(args.i, args.o, weights, save_probabilities=args.save_probabilities,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from radconf.cli.errors import run_cli
+from radconf.errors import InvalidInput
 
 HD95_CHOICES = ("surface-distance", "pooled", "unweighted", "voxel")
 
@@ -24,7 +25,7 @@ def parse_label_arguments(values: list[str]) -> dict[str, int | list[int]]:
         try:
             ids = [int(part) for part in ids_text.split(",")]
         except ValueError:
-            raise ValueError(
+            raise InvalidInput(
                 f"-l {value!r}: give label ids as integers, e.g. '-l 1 2', '-l bladder=1 rectum=2' or '-l pelvis=1,2'."
             ) from None
         labels[name.strip() or ids_text] = ids[0] if len(ids) == 1 else ids

@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         from radconf.cli.environment import use_default_nnunet_paths
-        from radconf.ensemble_validation import find_ensemble_weights
-        from radconf.inference import ModelSpec
+        from radconf.ensembles.fitting import find_ensemble_weights
+        from radconf.models import ModelSpec
 
         use_default_nnunet_paths()
         result = find_ensemble_weights(args.o, members=[ModelSpec.parse(m) for m in args.m or ()],

@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         from radconf.cli.environment import use_default_nnunet_paths
-        from radconf.fusion_dataset import fuse_reader_dataset
-        from radconf.fusion_report import summary_lines
+        from radconf.confidence.dataset import fuse_reader_dataset
+        from radconf.confidence.report import summary_lines
 
         raw = use_default_nnunet_paths().raw
         result = fuse_reader_dataset(args.source, args.d, args.n, readers_folder=args.readers, k=args.k,

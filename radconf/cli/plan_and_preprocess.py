@@ -28,7 +28,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         from radconf.cli.environment import use_default_nnunet_paths
-        from radconf.planning import DEFAULT_CONFIGURATIONS, plan_and_preprocess, planner_for
+        from radconf.planning import (
+            DEFAULT_CONFIGURATIONS,
+            plan_and_preprocess,
+            planner_for,
+        )
 
         use_default_nnunet_paths()
         planner = planner_for(args.pl, args.preset)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from radconf.cli.errors import run_cli
+from radconf.errors import InvalidInput
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,19 +52,31 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> None:
+        from radconf.api import (
+            AnatomyInputs,
+            EnsembleOptions,
+            LevelOutputs,
+            RunOptions,
+            predict,
+        )
         from radconf.cli.environment import use_default_nnunet_paths
-        from radconf.ensemble_inference import warn_if_fitted_on
-        from radconf.inference import ModelSpec, predict
+        from radconf.ensembles.weights import warn_if_fitted_on
+        from radconf.models import ModelSpec
 
         use_default_nnunet_paths()
         members, weights, fitted_cases = _members(args)
-        cases = predict(args.i, args.o, members, weights=weights, save_disagreement=args.save_disagreement,
-                        device=args.device, save_probabilities=args.save_probabilities,
-                        overwrite=not args.continue_prediction, num_processes=args.np,
-                        tile_step_size=args.step_size, use_mirroring=not args.disable_tta,
-                        level_probabilities=args.level_probabilities, level_masks=args.level,
-                        save_distance=args.save_distance, anatomy_dir=args.anatomy,
-                        anatomy_model=ModelSpec.parse(args.anatomy_model) if args.anatomy_model else None)
+        ensemble = None
+        if weights is not None or args.save_disagreement:
+            ensemble = EnsembleOptions(weights=None if weights is None else tuple(weights),
+                                       save_disagreement=args.save_disagreement)
+        run_options = RunOptions(device=args.device, overwrite=not args.continue_prediction, num_processes=args.np,
+                                 tile_step_size=args.step_size, use_mirroring=not args.disable_tta,
+                                 save_probabilities=args.save_probabilities)
+        anatomy = AnatomyInputs(folder=args.anatomy,
+                                model=ModelSpec.parse(args.anatomy_model) if args.anatomy_model else None)
+        cases = predict(args.i, args.o, members, run=run_options, ensemble=ensemble, anatomy=anatomy,
+                        levels=LevelOutputs(probabilities=args.level_probabilities, masks=tuple(args.level)),
+                        save_distance=args.save_distance)
         warn_if_fitted_on(cases, fitted_cases)
         print(f"radconf: predicted {len(cases)} case(s) into {args.o}")
 
@@ -74,12 +87,12 @@ def _members(args) -> tuple[list, list[float] | None, list[str]]:
     """The models to run, their weights (None: one model or equal weights) and the cases the weights were fitted on."""
     from dataclasses import replace
 
-    from radconf.ensembling import match_weights, read_weights
-    from radconf.inference import ModelSpec
+    from radconf.ensembles.weights import match_weights, read_weights
+    from radconf.models import ModelSpec
 
     single = [flag for flag in ("d", "c", "tr", "p", "f") if getattr(args, flag) is not None]
     if args.m and single:
-        raise ValueError(f"Give the models either as -m SPEC ... or with -d/-c/-tr/-p/-f, not both (got -m and "
+        raise InvalidInput(f"Give the models either as -m SPEC ... or with -d/-c/-tr/-p/-f, not both (got -m and "
                          f"-{', -'.join(single)}).")
     weights_file = read_weights(args.weights) if args.weights else None
     if args.m:
@@ -91,7 +104,7 @@ def _members(args) -> tuple[list, list[float] | None, list[str]]:
     elif weights_file is not None:
         members = [replace(ModelSpec.parse(text), checkpoint=args.chk) for text in weights_file["members"]]
     else:
-        raise ValueError("Name the model: -d DATASET (with -c/-tr/-p/-f), or ensemble members -m SPEC ..., or "
+        raise InvalidInput("Name the model: -d DATASET (with -c/-tr/-p/-f), or ensemble members -m SPEC ..., or "
                          "--weights weights.json.")
     if weights_file is None:
         return members, None, []

@@ -62,7 +62,7 @@ def run_confidence_workflow(phantom, settings, environment: dict[str, str], log:
         evaluation = evaluate_folders(reference_dir=dataset / "labelsTs", prediction_dir=predictions,
                                       output_dir=output / "confidence_evaluation", confidence_levels=k)
     summary = evaluation.summary
-    from radconf.fusion_report import read_agreement_summary
+    from radconf.confidence.report import read_agreement_summary
 
     readers = read_agreement_summary(dataset, phantom.test_cases)
     return ConfidenceResult(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radconf.io import atomic_save_figure
+from radconf.io.files import atomic_save_figure
 
 
 def _read(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from radconf.errors import CommandFailed
+
 PLANS = "radconfCPUPlans"
 # nnU-Net's trainer without data augmentation: on a few CPU cores and a budget of ~900 iterations it converges
 # several times faster than the default trainer (measured: default trainer, 500 iterations -> GTV and rectum still
@@ -81,7 +83,7 @@ def run_command(arguments: list[str], environment: dict[str, str], log: Path, pr
     if bar is not None:
         bar.close()
     if returncode != 0:
-        raise RuntimeError(f"'{shown}' failed (exit {returncode}); see {log} for its output.")
+        raise CommandFailed(f"'{shown}' failed (exit {returncode}); see {log} for its output.")
 
 
 def training_environment(environment: dict[str, str]) -> dict[str, str]:

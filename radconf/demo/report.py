@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from radconf.io import atomic_write_text
+from radconf.io.files import atomic_write_text
 
 
 def _format(mean: float, sd: float, unit: str = "") -> str:

@@ -16,11 +16,28 @@ from __future__ import annotations
 
 from radconf.evaluation.binary import OverlapCounts, binary_metrics
 from radconf.evaluation.compare import ComparisonResult, compare_methods
-from radconf.evaluation.continuous import ContinuousCounts, continuous_metrics, enlarged_reference_box
-from radconf.evaluation.folder import EvaluationResult, EvaluationWarning, evaluate_folders
+from radconf.evaluation.continuous import (
+    ContinuousCounts,
+    continuous_metrics,
+    enlarged_reference_box,
+)
+from radconf.evaluation.folder import (
+    EvaluationResult,
+    EvaluationWarning,
+    evaluate_folders,
+)
 from radconf.evaluation.levels import LevelMapEvaluation, evaluate_level_maps
-from radconf.evaluation.metrics import StructureMetrics, compute_metrics, metric_names, surface_dice_key
-from radconf.evaluation.statistics import benjamini_hochberg, paired_tests, two_stage_bky
+from radconf.evaluation.metrics import (
+    StructureMetrics,
+    compute_metrics,
+    metric_names,
+    surface_dice_key,
+)
+from radconf.evaluation.statistics import (
+    benjamini_hochberg,
+    paired_tests,
+    two_stage_bky,
+)
 from radconf.evaluation.surface import (
     HD_CONVENTIONS,
     SurfaceDistances,

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from radconf.evaluation.surface import _nearest_distances, bounding_box, union_bounding_box, validate_mask_pair
+from radconf.errors import InvalidInput
+from radconf.evaluation.surface import (
+    _nearest_distances,
+    bounding_box,
+    union_bounding_box,
+    validate_mask_pair,
+)
 
 
 def boundary_voxels(mask: np.ndarray) -> np.ndarray:
@@ -47,7 +53,7 @@ class VoxelBoundaryDistances:
     def hausdorff(self, percent: float = 95.0) -> float:
         """Max of the two directed, linearly interpolated percentiles (MONAI ``compute_hausdorff_distance``)."""
         if not 0.0 <= percent <= 100.0:
-            raise ValueError(f"percent must lie in [0, 100], got {percent}.")
+            raise InvalidInput(f"percent must lie in [0, 100], got {percent}.")
         empty = self._empty_value(math.inf)
         if empty is not None:
             return empty

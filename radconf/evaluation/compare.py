@@ -19,8 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radconf.evaluation.io import atomic_write_text, read_csv, write_csv
-from radconf.evaluation.statistics import benjamini_hochberg, paired_tests, two_stage_bky
+from radconf.errors import InvalidInput
+from radconf.evaluation.statistics import (
+    benjamini_hochberg,
+    paired_tests,
+    two_stage_bky,
+)
+from radconf.io.files import atomic_write_text
+from radconf.io.tables import read_csv, write_csv
 
 FAMILIES = ("structure", "metric", "all")
 TESTS = (("ttest", "paired t-test"), ("wilcoxon", "Wilcoxon signed-rank test"))
@@ -71,15 +77,15 @@ def load_method(path: Path) -> dict[tuple[str, str], dict[str, float]]:
     """
     rows = read_csv(path)
     if rows and not {"case", "structure"} <= set(rows[0]):
-        raise ValueError(f"{path} has no 'case' and 'structure' columns; pass metrics_per_case.csv files.")
+        raise InvalidInput(f"{path} has no 'case' and 'structure' columns; pass metrics_per_case.csv files.")
     table: dict[tuple[str, str], dict[str, float]] = {}
     for row in rows:
         key = (row["case"], row["structure"])
         if key in table:
-            raise ValueError(f"{path} lists case {key[0]!r} / structure {key[1]!r} twice; one row per pair expected.")
+            raise InvalidInput(f"{path} lists case {key[0]!r} / structure {key[1]!r} twice; one row per pair expected.")
         table[key] = {k: _to_float(v) for k, v in row.items() if k not in ("case", "structure", "label")}
     if not table:
-        raise ValueError(f"{path} holds no rows.")
+        raise InvalidInput(f"{path} holds no rows.")
     return table
 
 
@@ -114,12 +120,12 @@ def compare_methods(
     """
     paths = [Path(p) for p in csv_paths]
     if len(paths) < 2:
-        raise ValueError("radconf_compare needs at least two metrics_per_case.csv files (one per method).")
+        raise InvalidInput("radconf_compare needs at least two metrics_per_case.csv files (one per method).")
     if family not in FAMILIES:
-        raise ValueError(f"Unknown correction family {family!r}; choose one of {FAMILIES}.")
+        raise InvalidInput(f"Unknown correction family {family!r}; choose one of {FAMILIES}.")
     labels = list(names) if names else method_names(paths)
     if len(labels) != len(paths) or len(set(labels)) != len(labels):
-        raise ValueError(f"Give one unique name per CSV file; got names {labels} for {len(paths)} files.")
+        raise InvalidInput(f"Give one unique name per CSV file; got names {labels} for {len(paths)} files.")
     tables = {name: load_method(path) for name, path in zip(labels, paths)}
     common_columns = set.intersection(*(set(next(iter(t.values()))) for t in tables.values()))
     if metrics is None:
@@ -127,15 +133,15 @@ def compare_methods(
         metrics = [m for m in ["dice", *sdsc, "assd_mm", "hd95_mm"] if m in common_columns]
     unknown = [m for m in metrics if m not in common_columns]
     if unknown:
-        raise ValueError(f"Metric(s) {unknown} are not columns of every CSV; available: {sorted(common_columns)}.")
+        raise InvalidInput(f"Metric(s) {unknown} are not columns of every CSV; available: {sorted(common_columns)}.")
     if baseline is not None and baseline not in tables:
-        raise ValueError(f"Baseline {baseline!r} is not one of the methods {labels}.")
+        raise InvalidInput(f"Baseline {baseline!r} is not one of the methods {labels}.")
     pairs = [(baseline, m) for m in labels if m != baseline] if baseline else list(itertools.combinations(labels, 2))
     structures = list(dict.fromkeys(s for t in tables.values() for (_, s) in t))
 
     for a, b in pairs:
         if not set(tables[a]) & set(tables[b]):
-            raise ValueError(f"{a!r} and {b!r} have no case + structure in common; check that the CSV files evaluate "
+            raise InvalidInput(f"{a!r} and {b!r} have no case + structure in common; check that the CSV files evaluate "
                              "the same cases with the same structure names.")
     rows = []
     for metric, structure, (a, b) in itertools.product(metrics, structures, pairs):
@@ -147,7 +153,7 @@ def compare_methods(
         result = paired_tests([tables[a][k][metric] for k in keys], [tables[b][k][metric] for k in keys])
         rows.append({"metric": metric, "structure": structure, "method_a": a, "method_b": b, **asdict(result)})
     if not any(row["n"] for row in rows):
-        raise ValueError(f"No finite values of {list(metrics)} to compare in the common cases of {labels}.")
+        raise InvalidInput(f"No finite values of {list(metrics)} to compare in the common cases of {labels}.")
     _correct(rows, q, family)
     result = ComparisonResult(rows, labels, list(metrics), structures, q, family)
     result.markdown = comparison_markdown(result)

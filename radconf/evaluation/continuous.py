@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from radconf.errors import InvalidInput
 from radconf.evaluation.surface import bounding_box
 
 
@@ -43,7 +44,7 @@ def enlarged_reference_box(reference_map: np.ndarray, enlarge_fraction: float = 
         ValueError: for a negative ``enlarge_fraction``.
     """
     if not enlarge_fraction >= 0:
-        raise ValueError(f"enlarge_fraction must be >= 0, got {enlarge_fraction}.")
+        raise InvalidInput(f"enlarge_fraction must be >= 0, got {enlarge_fraction}.")
     box = bounding_box(np.asarray(reference_map) != 0)
     if box is None:
         return None
@@ -129,14 +130,14 @@ class ContinuousCounts:
 def _check_maps(reference_map: np.ndarray, prediction_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ref, pred = np.asarray(reference_map), np.asarray(prediction_map)
     if ref.shape != pred.shape:
-        raise ValueError(f"Reference map shape {ref.shape} and prediction map shape {pred.shape} differ.")
+        raise InvalidInput(f"Reference map shape {ref.shape} and prediction map shape {pred.shape} differ.")
     for name, arr in (("reference", ref), ("prediction", pred)):
         if arr.dtype == bool:
             continue
         if not np.issubdtype(arr.dtype, np.number):
-            raise ValueError(f"The {name} map must be numeric or bool, got dtype {arr.dtype}.")
+            raise InvalidInput(f"The {name} map must be numeric or bool, got dtype {arr.dtype}.")
         if arr.size and (not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1):
-            raise ValueError(
+            raise InvalidInput(
                 f"The {name} map must hold values in [0, 1] (confidence level / K); got range "
                 f"[{arr.min()}, {arr.max()}]. Divide integer level maps by K first (level_map / K)."
             )

@@ -17,21 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from radconf.evaluation.io import (
-    DEFAULT_FILE_ENDING,
-    check_same_geometry,
-    find_dataset_json,
-    format_case_list,
-    label_ids_present,
-    list_cases,
-    load_dataset_json,
-    parse_labels,
-    read_label_image,
-)
+from radconf.errors import InvalidInput, MissingInput
 from radconf.evaluation.levels import check_level_map, evaluate_level_maps
 from radconf.evaluation.metrics import compute_metrics, metric_names
 from radconf.evaluation.summary import Summary, mean_of_means, summarize
 from radconf.evaluation.surface import HD_CONVENTIONS
+from radconf.io.cases import DEFAULT_FILE_ENDING, format_case_list, list_cases
+from radconf.io.dataset_json import find_dataset_json, load_dataset_json, parse_labels
+from radconf.io.images import check_same_geometry, label_ids_present, read_label_image
 
 #: per-case metrics of the continuous (confidence-level) evaluation
 CONTINUOUS_METRICS = (
@@ -136,7 +129,7 @@ def _evaluate_case(task: _CaseTask) -> _CaseOutput:
         for path, ids in present.items():
             unknown = sorted(ids - task.allowed_ids)
             if unknown:
-                raise ValueError(
+                raise InvalidInput(
                     f"{path} contains label id(s) {unknown} that are not in {task.labels_source} (known ids: "
                     f"{sorted(task.allowed_ids)}). Add them to the 'labels' of dataset.json, or fix the image."
                 )
@@ -261,12 +254,12 @@ def evaluate_folders(
     """
     reference_dir, prediction_dir = Path(reference_dir), Path(prediction_dir)
     if hd95_convention not in HD_CONVENTIONS:
-        raise ValueError(f"Unknown hd95_convention {hd95_convention!r}; choose one of {HD_CONVENTIONS}.")
+        raise InvalidInput(f"Unknown hd95_convention {hd95_convention!r}; choose one of {HD_CONVENTIONS}.")
     if confidence_levels is not None and (not isinstance(confidence_levels, int) or confidence_levels < 1):
-        raise ValueError(f"confidence_levels (K) must be an integer >= 1, got {confidence_levels!r}.")
+        raise InvalidInput(f"confidence_levels (K) must be an integer >= 1, got {confidence_levels!r}.")
     tolerances = tuple(float(t) for t in tolerances_mm)
     if output_dir is not None and Path(output_dir).resolve() in (reference_dir.resolve(), prediction_dir.resolve()):
-        raise ValueError(
+        raise InvalidInput(
             f"output_dir {output_dir} is an input folder; radconf never writes into the image folders, choose another "
             "(e.g. a sibling folder)."
         )
@@ -281,7 +274,7 @@ def evaluate_folders(
 
     references = list_cases(reference_dir, ending)
     if not references:
-        raise FileNotFoundError(
+        raise MissingInput(
             f"No '*{ending}' files in the reference folder {reference_dir}. Check the folder, or set the file ending "
             "(dataset.json 'file_ending', -djfile)."
         )
@@ -289,7 +282,7 @@ def evaluate_folders(
     missing = sorted(set(references) - set(predictions))
     extra = sorted(set(predictions) - set(references))
     if missing and not allow_missing:
-        raise FileNotFoundError(
+        raise MissingInput(
             f"{len(missing)} of {len(references)} reference case(s) have no '{ending}' prediction in {prediction_dir}: "
             f"{format_case_list(missing)}. Predict them, or pass --allow-missing (allow_missing=True) to evaluate "
             "the others."
@@ -306,7 +299,7 @@ def evaluate_folders(
         )
     cases = sorted(set(references) & set(predictions))
     if not cases:
-        raise FileNotFoundError(
+        raise MissingInput(
             f"No case has both a reference in {reference_dir} and a prediction in {prediction_dir}."
         )
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from radconf.errors import InvalidInput
 from radconf.evaluation.continuous import ContinuousCounts, enlarged_reference_box
 from radconf.evaluation.metrics import StructureMetrics
 from radconf.evaluation.surface import bounding_box
@@ -31,16 +32,16 @@ def check_level_map(levels: np.ndarray, num_levels: int, name: str = "level map"
         ValueError: for non-integer values or values outside 0..``num_levels`` (names ``name`` and the fix).
     """
     if not isinstance(num_levels, (int, np.integer)) or num_levels < 1:
-        raise ValueError(f"num_levels (K) must be an integer >= 1, got {num_levels!r}.")
+        raise InvalidInput(f"num_levels (K) must be an integer >= 1, got {num_levels!r}.")
     arr = np.asarray(levels)
     if arr.dtype == bool:
         return arr.astype(np.uint8)
     if not np.issubdtype(arr.dtype, np.integer):
         if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError(f"The {name} must hold integer confidence levels 0..{num_levels}; got dtype {arr.dtype}.")
+            raise InvalidInput(f"The {name} must hold integer confidence levels 0..{num_levels}; got dtype {arr.dtype}.")
         arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() > num_levels):
-        raise ValueError(
+        raise InvalidInput(
             f"The {name} holds values in [{arr.min()}, {arr.max()}] but the confidence levels must lie in "
             f"0..{num_levels}; pass the right K (--confidence K) or check that this is a level map."
         )
@@ -140,7 +141,7 @@ def evaluate_level_maps(
     ref = check_level_map(reference_levels, num_levels, "reference level map")
     pred = check_level_map(prediction_levels, num_levels, "prediction level map")
     if ref.shape != pred.shape:
-        raise ValueError(f"Reference level map shape {ref.shape} and prediction shape {pred.shape} differ.")
+        raise InvalidInput(f"Reference level map shape {ref.shape} and prediction shape {pred.shape} differ.")
     per_level = []
     for level in range(1, num_levels + 1):
         metrics = StructureMetrics(

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from radconf.errors import InvalidInput
 from radconf.evaluation.binary import OverlapCounts
 from radconf.evaluation.boundary import compute_voxel_boundary_distances
 from radconf.evaluation.surface import (
@@ -58,7 +59,7 @@ def metric_names(tolerances_mm: Sequence[float] = (2.0, 3.0), surface: bool = Tr
 def _check_tolerances(tolerances_mm: Sequence[float]) -> tuple[float, ...]:
     tolerances = tuple(float(t) for t in tolerances_mm)
     if not all(math.isfinite(t) and t >= 0 for t in tolerances):
-        raise ValueError(f"Surface Dice tolerances must be finite and >= 0 mm, got {tuple(tolerances_mm)}.")
+        raise InvalidInput(f"Surface Dice tolerances must be finite and >= 0 mm, got {tuple(tolerances_mm)}.")
     return tolerances
 
 
@@ -106,7 +107,7 @@ class StructureMetrics:
             ValueError: for invalid masks, spacing, tolerances or convention.
         """
         if hd95_convention not in HD_CONVENTIONS:
-            raise ValueError(f"Unknown hd95_convention {hd95_convention!r}; choose one of {HD_CONVENTIONS}.")
+            raise InvalidInput(f"Unknown hd95_convention {hd95_convention!r}; choose one of {HD_CONVENTIONS}.")
         ref, pred, spacing = validate_mask_pair(reference, prediction, spacing_mm)
         self.tolerances_mm = _check_tolerances(tolerances_mm)
         self.hd_percentile = float(hd_percentile)
@@ -125,7 +126,7 @@ class StructureMetrics:
     def hd95(self) -> float:
         """Robust Hausdorff distance (mm) at ``hd_percentile`` under ``hd95_convention``."""
         if self.surface is None:
-            raise ValueError("Surface metrics were not computed; create StructureMetrics with surface=True.")
+            raise InvalidInput("Surface metrics were not computed; create StructureMetrics with surface=True.")
         if self._voxel_hd is not None:
             return self._voxel_hd
         return self.surface.hausdorff(self.hd_percentile, self.hd95_convention)

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from radconf.evaluation.io import atomic_write_bytes
 from radconf.evaluation.summary import display_spec
+from radconf.io.files import atomic_write_bytes
 
 
 def _pyplot():

@@ -10,8 +10,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from radconf.evaluation.io import atomic_write_text, write_csv, write_json
 from radconf.evaluation.summary import markdown_table
+from radconf.io.files import atomic_write_text
+from radconf.io.tables import write_csv, write_json
 
 if TYPE_CHECKING:
     from radconf.evaluation.folder import EvaluationResult
@@ -96,7 +97,11 @@ def write_evaluation_outputs(result: EvaluationResult, output_dir: Path, plots: 
     files["summary_json"] = write_json(output_dir / "summary.json", _summary_json(result))
     files["summary_md"] = atomic_write_text(output_dir / "summary.md", _summary_markdown(result))
     if plots:
-        from radconf.evaluation.plots import plot_level_curves, plot_metric_distributions, plot_reliability
+        from radconf.evaluation.plots import (
+            plot_level_curves,
+            plot_metric_distributions,
+            plot_reliability,
+        )
 
         plot_dir = output_dir / "plots"
         for path in plot_metric_distributions(result.rows, [*_main_metrics(result), "volume_diff_cm3"], plot_dir):

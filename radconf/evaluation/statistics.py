@@ -22,14 +22,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from radconf.errors import InvalidInput
+
 
 def _finite_view(pvalues: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(pvalues, dtype=np.float64)
     if p.ndim != 1:
-        raise ValueError(f"p-values must be a 1-D sequence, got shape {p.shape}.")
+        raise InvalidInput(f"p-values must be a 1-D sequence, got shape {p.shape}.")
     valid = ~np.isnan(p)
     if np.any((p[valid] < 0) | (p[valid] > 1)):
-        raise ValueError("p-values must lie in [0, 1].")
+        raise InvalidInput("p-values must lie in [0, 1].")
     return p, valid
 
 
@@ -77,7 +79,7 @@ def two_stage_bky(pvalues: Sequence[float], q: float = 0.1) -> tuple[np.ndarray,
         ValueError: for q outside (0, 1) or p-values outside [0, 1].
     """
     if not 0 < q < 1:
-        raise ValueError(f"q must lie in (0, 1), got {q}.")
+        raise InvalidInput(f"q must lie in (0, 1), got {q}.")
     p, valid = _finite_view(pvalues)
     adjusted = np.full(p.shape, np.nan)
     reject = np.zeros(p.shape, dtype=bool)
@@ -139,7 +141,7 @@ def paired_tests(a: Sequence[float], b: Sequence[float]) -> PairedTestResult:
 
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape:
-        raise ValueError(f"Paired samples must have the same length, got {x.size} and {y.size}.")
+        raise InvalidInput(f"Paired samples must have the same length, got {x.size} and {y.size}.")
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
     n = int(x.size)

@@ -31,7 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from radconf.evaluation._surfel_table import contour_length_table_2d, surfel_area_table_3d
+from radconf.errors import InvalidInput
+from radconf.evaluation._surfel_table import (
+    contour_length_table_2d,
+    surfel_area_table_3d,
+)
 
 #: HD95 conventions computed from the surfels (the ``voxel`` convention lives in :mod:`.boundary`).
 SURFEL_HD_CONVENTIONS = ("surface-distance", "pooled", "unweighted")
@@ -67,7 +71,7 @@ def validate_mask_pair(
             raise TypeError(f"The {name} mask must be a numpy array, got {type(mask).__name__}.")
         if mask.dtype != bool:
             if mask.size and not np.isin(mask, (0, 1)).all():
-                raise ValueError(
+                raise InvalidInput(
                     f"The {name} mask has dtype {mask.dtype} with values other than 0 and 1; pass a boolean mask "
                     "such as `label_map == label_id` (label maps are handled by evaluate_folders)."
                 )
@@ -75,15 +79,15 @@ def validate_mask_pair(
         masks.append(mask)
     ref, pred = masks
     if ref.shape != pred.shape:
-        raise ValueError(
+        raise InvalidInput(
             f"Reference shape {ref.shape} and prediction shape {pred.shape} differ; both masks must lie on the same "
             "voxel grid (resample the prediction onto the reference grid first)."
         )
     if ref.ndim not in (2, 3):
-        raise ValueError(f"Only 2D and 3D masks are supported, got {ref.ndim}D with shape {ref.shape}.")
+        raise InvalidInput(f"Only 2D and 3D masks are supported, got {ref.ndim}D with shape {ref.shape}.")
     spacing = tuple(float(s) for s in spacing_mm)
     if len(spacing) != ref.ndim or not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(
+        raise InvalidInput(
             f"spacing_mm must hold {ref.ndim} positive finite numbers in array axis order (for SimpleITK images: "
             f"image.GetSpacing()[::-1]); got {tuple(spacing_mm)}."
         )
@@ -278,9 +282,9 @@ class SurfaceDistances:
             ValueError: for an unknown convention or a percent outside [0, 100].
         """
         if not 0.0 <= percent <= 100.0:
-            raise ValueError(f"percent must lie in [0, 100], got {percent}.")
+            raise InvalidInput(f"percent must lie in [0, 100], got {percent}.")
         if convention not in SURFEL_HD_CONVENTIONS:
-            raise ValueError(
+            raise InvalidInput(
                 f"Unknown HD convention {convention!r} for SurfaceDistances; choose one of {SURFEL_HD_CONVENTIONS} "
                 "(the 'voxel' convention is computed from the masks by radconf.evaluation.boundary)."
             )

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from radconf.anatomy import anatomy_of
+from radconf.anatomy.channels import anatomy_of
 from radconf.cli.anatomy_dataset import main
-from radconf.dataset_checks import check_raw_dataset
+from radconf.raw.checks import check_raw_dataset
 
 SETUP = Path(__file__).resolve().parents[2] / "setup.py"
 

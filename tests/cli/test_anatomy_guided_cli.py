@@ -73,10 +73,12 @@ def test_organ_model_then_anatomy_guided_multi_task_model(tiny_phantom, nnunet_d
     assert "Epoch 1" in log and "(weight 0.5)" in log
 
     # checkpoint round trip through radconf's predictor loader: same weights, three input channels, the head
-    from radconf.inference import ModelSpec, load_predictor
-    from radconf.training import safe_load_checkpoint
     from radconf.trainers.anatomy_channels import AnatomyPredictor
     from radconf.trainers.distance_head import DistanceHeadNetwork
+
+    from radconf.inference import load_predictor
+    from radconf.models import ModelSpec
+    from radconf.nnunet_compat.checkpoints import safe_load_checkpoint
 
     os.environ.update({k: str(v) for k, v in nnunet_dirs.items()})
     predictor = load_predictor(ModelSpec("991", trainer, PLANS, "3d_fullres", ("0",)), device="cpu")

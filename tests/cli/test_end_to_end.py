@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,8 +83,11 @@ def _check_restore_matches_nnunet(checkpoint, nnunet_dirs) -> None:
     """radconf's weights_only restore must leave the trainer exactly as nnU-Net's own path-based restore."""
     import torch
 
-    from radconf.nnunet_compat import restore_trainer_state
-    from radconf.training import build_trainer, safe_load_checkpoint
+    from radconf.nnunet_compat.checkpoints import (
+        restore_trainer_state,
+        safe_load_checkpoint,
+    )
+    from radconf.training import build_trainer
 
     ours = build_trainer(990, "3d_fullres", 0, plans="radconfCPUPlans", device="cpu", continue_training=True)
     restore_trainer_state(ours, safe_load_checkpoint(checkpoint))
@@ -101,7 +104,7 @@ def _check_restore_matches_nnunet(checkpoint, nnunet_dirs) -> None:
 def test_seeded_training_repeats_exactly(tiny_phantom, nnunet_dirs):
     import torch
 
-    from radconf.training import safe_load_checkpoint
+    from radconf.nnunet_compat.checkpoints import safe_load_checkpoint
 
     env = {**os.environ, **{k: str(v) for k, v in nnunet_dirs.items()}}
     _run(["radconf_plan_and_preprocess", "-d", "990", "--preset", "cpu", "-c", "3d_fullres", "-np", "1"], env)

@@ -12,8 +12,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from radconf.cli.fuse_readers import main
-from radconf.dataset_checks import check_raw_dataset
-from radconf.fusion import fuse_masks
+from radconf.confidence.fusion import fuse_masks
+from radconf.raw.checks import check_raw_dataset
 
 
 def test_console_script_fuses_the_phantom(tiny_phantom, nnunet_dirs):

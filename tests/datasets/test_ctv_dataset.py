@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from radconf.datasets.phantom.ctv_dataset import MARKER, write_ctv_dataset
 
 from radconf.cli.generate_phantom import build_parser
 from radconf.cli.generate_phantom import main as generate_phantom
-from radconf.dataset_checks import check_raw_dataset
-from radconf.datasets.phantom.ctv_dataset import MARKER, write_ctv_dataset
+from radconf.raw.checks import check_raw_dataset
 
 
 def read(path) -> np.ndarray:

@@ -6,7 +6,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from radconf.datasets.phantom import LABELS, PhantomConfig, ReaderModel, generate_case
 from radconf.datasets.phantom.anatomy import GTV_LABEL, LABELS_WITH_FEMORAL_HEADS
 from radconf.datasets.phantom.readers import reader_biases

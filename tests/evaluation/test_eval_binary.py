@@ -6,7 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from radconf.evaluation import StructureMetrics, binary_metrics, compute_metrics, metric_names
+from radconf.evaluation import (
+    StructureMetrics,
+    binary_metrics,
+    compute_metrics,
+    metric_names,
+)
 from radconf.evaluation.binary import OverlapCounts
 
 REQUIRED_KEYS = {"dice", "iou", "sensitivity", "precision", "hd95_mm", "hd_max_mm", "assd_mm", "msd_mm",

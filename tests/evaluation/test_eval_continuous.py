@@ -9,7 +9,11 @@ import math
 import numpy as np
 import pytest
 
-from radconf.evaluation import binary_metrics, continuous_metrics, enlarged_reference_box
+from radconf.evaluation import (
+    binary_metrics,
+    continuous_metrics,
+    enlarged_reference_box,
+)
 from radconf.evaluation.continuous import ContinuousCounts
 
 

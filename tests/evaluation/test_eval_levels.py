@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 
 from radconf.evaluation import evaluate_level_maps
-from radconf.evaluation.levels import calibration_from_joint, check_level_map, level_joint_counts
+from radconf.evaluation.levels import (
+    calibration_from_joint,
+    check_level_map,
+    level_joint_counts,
+)
 
 
 def _tiny_maps():

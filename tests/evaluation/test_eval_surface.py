@@ -182,7 +182,10 @@ def test_matches_surface_distance_oracle_2d(shapes):
 
 def test_surfel_area_table_matches_oracle():
     lookup = pytest.importorskip("surface_distance.lookup_tables")
-    from radconf.evaluation._surfel_table import contour_length_table_2d, surfel_area_table_3d
+    from radconf.evaluation._surfel_table import (
+        contour_length_table_2d,
+        surfel_area_table_3d,
+    )
 
     for spacing in [(1, 1, 1), (2.5, 0.7, 1.3), (0.3, 3.1, 0.9)]:
         np.testing.assert_allclose(surfel_area_table_3d(spacing),

@@ -8,7 +8,9 @@ from radconf.planning import plan_and_preprocess
 
 
 def _plan(dataset_id: int, planner: str) -> dict:
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprint_dataset
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+        extract_fingerprint_dataset,
+    )
 
     from radconf.registry import find_class
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radconf.anatomy import anatomy_of
-from radconf.anatomy_dataset import make_anatomy_dataset
-from radconf.dataset_checks import check_raw_dataset
+from radconf.anatomy.channels import anatomy_of
+from radconf.anatomy.dataset import make_anatomy_dataset
+from radconf.raw.checks import check_raw_dataset
 
 SHAPE = (4, 5, 6)  # numpy (z, y, x)
 SPACING = (0.8, 0.9, 2.5)

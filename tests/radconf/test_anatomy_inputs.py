@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radconf.anatomy import AnatomyChannels
-from radconf.anatomy_inputs import split_channels_present, assemble_anatomy_inputs
+from radconf.anatomy.channels import AnatomyChannels
+from radconf.anatomy.inputs import assemble_anatomy_inputs, split_channels_present
 
 SHAPE = (4, 5, 6)  # numpy (z, y, x)
 SPACING = (0.8, 0.9, 2.5)

@@ -4,11 +4,10 @@ import hashlib
 import json
 import shutil
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radconf.dataset_checks import check_raw_dataset, dataset_id_of, find_dataset_name
+from radconf.raw.checks import check_raw_dataset, dataset_id_of, find_dataset_name
 
 
 def _digest(folder) -> str:

@@ -8,8 +8,13 @@ import pytest
 from scipy import ndimage
 from scipy.ndimage import distance_transform_edt
 
-from radconf.distance_maps import (certified_distance, denormalise_distance, distance_to_exterior,
-                                   distance_to_structure, normalise_distance)
+from radconf.anatomy.distance import (
+    certified_distance,
+    denormalise_distance,
+    distance_to_exterior,
+    distance_to_structure,
+    normalise_distance,
+)
 
 
 def test_single_voxel_distances_by_hand_with_anisotropic_spacing():

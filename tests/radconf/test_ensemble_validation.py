@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radconf.ensemble_validation import cross_validation_member, find_ensemble_weights
-from radconf.inference import ModelSpec
+from radconf.ensembles.fitting import cross_validation_member, find_ensemble_weights
+from radconf.models import ModelSpec
 
 ORDINAL = {"ordinal": True, "levels": 2}
 CUMULATIVE_JSON = {"labels": {"background": 0, "level>=1": [1, 2], "level>=2": [2]}, "regions_class_order": [1, 2],

@@ -5,16 +5,14 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from radconf.ensemble_weights import (
+from radconf.ensembles.optimiser import WeightSearch, find_weights, project_to_simplex
+from radconf.ensembles.statistics import (
     CaseStatistics,
-    WeightSearch,
     case_statistics,
     confusion_counts,
-    find_weights,
     iou_table,
     mean_iou,
     mean_soft_iou,
-    project_to_simplex,
 )
 
 

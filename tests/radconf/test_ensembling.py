@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radconf.ensemble_inference import ensemble_folders
-from radconf.ensembling import (WeightedAccumulator, common_space, decode, match_weights, member_space,
-                                reference_targets, to_space)
+from radconf.ensembles.folders import ensemble_folders
+from radconf.ensembles.space import (
+    WeightedAccumulator,
+    common_space,
+    decode,
+    member_space,
+    reference_targets,
+    to_space,
+)
+from radconf.ensembles.weights import match_weights
 
 LABELS = {"background": 0, "bladder": 1, "gtv": 2}
 ORDINAL = {"ordinal": True, "levels": 3}

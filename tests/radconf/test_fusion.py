@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radconf.fusion import agreement, count_masks, dice, fuse_masks, level_lookup, reader_of, staple
+from radconf.confidence.fusion import (
+    agreement,
+    count_masks,
+    dice,
+    fuse_masks,
+    level_lookup,
+    reader_of,
+    staple,
+)
 
 
 def test_level_tables_by_hand():

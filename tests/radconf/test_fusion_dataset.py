@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radconf.dataset_checks import check_raw_dataset
-from radconf.fusion_checks import ImageGeometry, geometry_difference
-from radconf.fusion_dataset import FUSION_RULE, fuse_case, fuse_reader_dataset
+from radconf.confidence.dataset import FUSION_RULE, fuse_case, fuse_reader_dataset
+from radconf.io.images import ImageGeometry, geometry_difference
+from radconf.raw.checks import check_raw_dataset
 
 SHAPE = (4, 5, 6)  # numpy (z, y, x)
 SPACING = (0.8, 0.9, 2.5)  # SimpleITK (x, y, z), mm

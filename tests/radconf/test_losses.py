@@ -10,7 +10,13 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
-from radconf.losses import BoundaryWeightedDiceLoss, SqrtDiceLoss, boundary_voxels, masked_mse, swap_dice
+from radconf.losses import (
+    BoundaryWeightedDiceLoss,
+    SqrtDiceLoss,
+    boundary_voxels,
+    masked_mse,
+    swap_dice,
+)
 
 
 def _one_hot_row(labels: list[int], classes: int = 2) -> torch.Tensor:

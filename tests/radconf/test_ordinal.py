@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from radconf.losses import reciprocal_frequency_weights
-from radconf.ordinal import (
+from radconf.confidence.ordinal import (
     LevelWeightedBCE,
     cumulative_dataset_json,
     cumulative_from_softmax,
@@ -20,6 +19,7 @@ from radconf.ordinal import (
     monotone,
     ordinal_levels,
 )
+from radconf.losses import reciprocal_frequency_weights
 
 ORDINAL_JSON = {"channel_names": {"0": "CT"}, "labels": level_labels(3), "numTraining": 2, "file_ending": ".nii.gz",
                 "radconf": {"ordinal": True, "levels": 3}}

@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radconf.ordinal_outputs import PROBABILITY_FOLDER, finish_level_predictions, level_mask_folder
+from radconf.confidence.outputs import (
+    PROBABILITY_FOLDER,
+    finish_level_predictions,
+    level_mask_folder,
+)
 
 
 def _export(folder, case, probabilities, nnunet_segmentation):

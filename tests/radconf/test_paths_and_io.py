@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radconf.io import array_to_image, atomic_write_image, atomic_write_json
+from radconf.io.files import array_to_image, atomic_write_image, atomic_write_json
 from radconf.paths import require_nnunet_paths, resolve_nnunet_paths
 
 
@@ -67,7 +67,7 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from radconf.io import atomic_save_figure
+    from radconf.io.files import atomic_save_figure
 
     previous = os.umask(0o022)
     try:

@@ -4,7 +4,8 @@ import pytest
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 
-from radconf.training import load_pretrained_weights, safe_load_checkpoint
+from radconf.nnunet_compat.checkpoints import safe_load_checkpoint
+from radconf.training import load_pretrained_weights
 
 
 def _net(outputs: int, features: int = 4) -> PlainConvUNet:

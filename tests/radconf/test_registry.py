@@ -16,8 +16,9 @@ def test_nnunet_trainers_still_resolve():
 
 
 def test_radconf_planner_and_nnunet_planner_resolve():
-    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
-
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import (
+        ExperimentPlanner,
+    )
     from radconf.planners.cpu_preset import CPUPresetPlanner
 
     assert find_class("CPUPresetPlanner", "planner") is CPUPresetPlanner

@@ -10,10 +10,14 @@ from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-from radconf.anatomy import AnatomyChannels, anatomy_of, encode_anatomy
-from radconf.trainers.anatomy_channels import AnatomyChannelsTrainer, AnatomyPredictor, with_anatomy_channels
+from radconf.trainers.anatomy_channels import (
+    AnatomyChannelsTrainer,
+    AnatomyPredictor,
+    with_anatomy_channels,
+)
 from radconf.trainers.anatomy_guided import AnatomyGuidedMultiTaskTrainer
+
+from radconf.anatomy.channels import AnatomyChannels, anatomy_of, encode_anatomy
 
 # three channels: CT at 0, a mask at 1, a second image (e.g. MR) at 2, a mask at 3
 ANATOMY = AnatomyChannels(channels={1: "bladder", 3: "rectum"}, encoding="binary")

@@ -5,10 +5,14 @@ import numpy as np
 import pytest
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
+from radconf.trainers.distance_head import (
+    DistanceHeadNetwork,
+    DistanceTargetTransform,
+    SegmentationWithDistanceLoss,
+)
 from torch import nn
 
-from radconf.distance_maps import certified_distance, normalise_distance
-from radconf.trainers.distance_head import DistanceHeadNetwork, DistanceTargetTransform, SegmentationWithDistanceLoss
+from radconf.anatomy.distance import certified_distance, normalise_distance
 
 
 def _unet(deep_supervision: bool = True) -> PlainConvUNet:

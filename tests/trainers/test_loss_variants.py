@@ -11,8 +11,12 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
-
-from radconf.trainers.loss_variants import (CLASS_WEIGHTS_FILE, CELossMixin, DiceLossMixin, WeightedCELossMixin)
+from radconf.trainers.loss_variants import (
+    CLASS_WEIGHTS_FILE,
+    CELossMixin,
+    DiceLossMixin,
+    WeightedCELossMixin,
+)
 
 LABELS = {"background": 0, "bladder": 1, "gtv": 2}
 

@@ -10,9 +10,13 @@ import pytest
 import SimpleITK as sitk
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-from radconf.trainers.slice_context import (SliceContextDataLoader, SliceContextMixin, SliceContextPredictor,
-                                            nnUNetTrainerSliceContext5, stack_neighbour_slices)
+from radconf.trainers.slice_context import (
+    SliceContextDataLoader,
+    SliceContextMixin,
+    SliceContextPredictor,
+    nnUNetTrainerSliceContext5,
+    stack_neighbour_slices,
+)
 
 S = 5
 
@@ -123,30 +127,23 @@ def test_subclass_gets_a_matching_predictor_and_the_nnunet_hooks_still_exist():
 
 
 @pytest.fixture
-def one_torch_thread(monkeypatch: pytest.MonkeyPatch):
-    """radconf gives torch every core on CPU; on a small shared machine OpenMP threads then wait on each other (10x
-    slower here). The test runs torch on one thread and restores the count afterwards."""
-    import radconf.inference
-    import radconf.training
-
-    make_device, threads = radconf.training.make_device, torch.get_num_threads()
-
-    def make_device_one_thread(name):
-        device = make_device(name)
-        torch.set_num_threads(1)
-        return device
-
-    for module in (radconf.training, radconf.inference):
-        monkeypatch.setattr(module, "make_device", make_device_one_thread)
+def one_torch_thread():
+    """On a small shared machine OpenMP threads wait on each other (10x slower here): the test runs torch on one
+    thread and restores the count afterwards (radconf sets threads only in its entry points)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
 
 def test_plan_train_validate_predict_2d(tiny_phantom, nnunet_dirs, tmp_path, monkeypatch, one_torch_thread):
-    from radconf.inference import ModelSpec, load_predictor, predict
+    from radconf.api import RunOptions, predict
+    from radconf.inference import load_predictor
+    from radconf.models import ModelSpec
+    from radconf.nnunet_compat.checkpoints import safe_load_checkpoint
     from radconf.planning import plan_and_preprocess
     from radconf.registry import find_class
-    from radconf.training import build_trainer, load_pretrained_weights, safe_load_checkpoint, train
+    from radconf.training import build_trainer, load_pretrained_weights, train
 
     assert find_class("nnUNetTrainerSliceContext5", "trainer") is nnUNetTrainerSliceContext5
     plans_name, _ = plan_and_preprocess(990, planner="CPUPresetPlanner", configurations=("2d",), num_processes=1)
@@ -177,7 +174,7 @@ def test_plan_train_validate_predict_2d(tiny_phantom, nnunet_dirs, tmp_path, mon
     assert first_conv.in_channels == 1 * S  # the phantom has one CT channel
 
     output = tmp_path / "predictions"
-    predict(tiny_phantom.folder / "imagesTs", output, [spec], device="cpu", num_processes=1)
+    predict(tiny_phantom.folder / "imagesTs", output, [spec], run=RunOptions(device="cpu", num_processes=1))
     case = tiny_phantom.test_cases[0]
     prediction = sitk.ReadImage(str(output / f"{case}.nii.gz"))
     image = sitk.ReadImage(str(tiny_phantom.folder / "imagesTs" / f"{case}_0000.nii.gz"))

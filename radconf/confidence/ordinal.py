@@ -12,6 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from radconf.errors import InvalidInput
+
 #: dataset.json key under which radconf records what it knows about a dataset
 RADCONF_KEY = "radconf"
 
@@ -24,13 +26,13 @@ def ordinal_levels(dataset_json: Mapping, source: str = "dataset.json") -> int:
     """
     info = dataset_json.get(RADCONF_KEY) or {}
     if not info.get("ordinal"):
-        raise ValueError(f"{source} is not an ordinal confidence-level dataset (no '\"{RADCONF_KEY}\": {{\"ordinal\": "
+        raise InvalidInput(f"{source} is not an ordinal confidence-level dataset (no '\"{RADCONF_KEY}\": {{\"ordinal\": "
                          f"true, \"levels\": K}}'). Create one with radconf_fuse_readers, or train a plain nnU-Net "
                          f"trainer on it.")
     k = int(info["levels"])
     labels = dataset_json["labels"]
     if labels not in (level_labels(k), cumulative_labels(k)):
-        raise ValueError(f"{source} says K = {k} but its labels are {dict(labels)}; expected "
+        raise InvalidInput(f"{source} says K = {k} but its labels are {dict(labels)}; expected "
                          f"{level_labels(k)} (or radconf's cumulative region form).")
     return k
 

@@ -21,82 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from radconf.evaluation.io import Geometry
-
-SPACING_RELATIVE_TOLERANCE = 1e-4  # |spacing difference| <= 1e-4 * image spacing, per axis
-ORIGIN_TOLERANCE_MM = 1e-3  # |origin difference| <= 1e-3 mm, per axis
-DIRECTION_TOLERANCE = 1e-4  # |direction cosine difference| <= 1e-4
-DEFAULT_FILE_ENDING = ".nii.gz"
-RESAMPLE_HINT = ("Resample the mask onto the image grid (nearest neighbour, e.g. SimpleITK's "
-                 "Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor)) or export it with the image's "
-                 "geometry.")
-
-
-@dataclass(frozen=True)
-class ImageGeometry(Geometry):
-    """Voxel grid of an image in SimpleITK's (x, y, z) order, with what fusion needs on top of evaluation's."""
-
-    @classmethod
-    def of(cls, image) -> ImageGeometry:
-        """Geometry of a ``sitk.Image`` or of an ``sitk.ImageFileReader`` after ``ReadImageInformation``."""
-        return cls(tuple(int(s) for s in image.GetSize()), tuple(float(s) for s in image.GetSpacing()),
-                   tuple(float(s) for s in image.GetOrigin()), tuple(float(s) for s in image.GetDirection()))
-
-    @property
-    def voxel_volume_ml(self) -> float:
-        return float(np.prod(self.spacing)) / 1000.0
-
-    def apply_to(self, image):
-        """Copies spacing, origin and direction onto ``image`` (a ``sitk.Image`` of the same size) and returns it."""
-        image.SetSpacing(self.spacing)
-        image.SetOrigin(self.origin)
-        image.SetDirection(self.direction)
-        return image
-
-
-def _rounded(values: tuple[float, ...]) -> tuple[float, ...]:
-    return tuple(round(v, 6) for v in values)
-
-
-def geometry_difference(image: ImageGeometry, mask: ImageGeometry) -> str | None:
-    """Which property of ``mask`` differs from ``image`` beyond the tolerances, with both values; None if none."""
-    if mask.size != image.size:
-        return f"size {mask.size} vs image {image.size}"
-    spacing_ok = np.all(np.abs(np.subtract(mask.spacing, image.spacing))
-                        <= SPACING_RELATIVE_TOLERANCE * np.abs(image.spacing))
-    if not spacing_ok:
-        return (f"spacing {_rounded(mask.spacing)} vs image {_rounded(image.spacing)} "
-                f"(tolerance {SPACING_RELATIVE_TOLERANCE:g} relative)")
-    if not np.all(np.abs(np.subtract(mask.origin, image.origin)) <= ORIGIN_TOLERANCE_MM):
-        return (f"origin {_rounded(mask.origin)} vs image {_rounded(image.origin)} "
-                f"(tolerance {ORIGIN_TOLERANCE_MM:g} mm)")
-    if not np.all(np.abs(np.subtract(mask.direction, image.direction)) <= DIRECTION_TOLERANCE):
-        return (f"direction {_rounded(mask.direction)} vs image {_rounded(image.direction)} "
-                f"(tolerance {DIRECTION_TOLERANCE:g})")
-    return None
-
-
-def read_header(path: Path):
-    """``sitk.ImageFileReader`` with the header of ``path`` read (no voxel data).
-
-    Raises:
-        ValueError: SimpleITK cannot read the file, naming it.
-    """
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        raise ValueError(f"SimpleITK cannot read {path} ({_last_line(error)}); re-export the file in a format "
-                         f"SimpleITK reads (e.g. NIfTI).") from None
-    return reader
-
-
-def _last_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+from radconf.errors import InvalidInput, MissingInput
+from radconf.io.cases import DEFAULT_FILE_ENDING
+from radconf.io.images import (
+    RESAMPLE_HINT,
+    ImageGeometry,
+    geometry_difference,
+    read_header,
+)
+from radconf.raw.checks import _source_name
 
 
 def binarise(array: np.ndarray, path: Path, threshold: float | None = None) -> np.ndarray:
@@ -121,7 +54,7 @@ def binarise(array: np.ndarray, path: Path, threshold: float | None = None) -> n
     if not binary:
         values = np.unique(array)
         shown = ", ".join(f"{v:g}" for v in values[:6].tolist()) + (", ..." if values.size > 6 else "")
-        raise ValueError(f"Mask {path} is not binary: it holds the values {{{shown}}} ({array.dtype}), but masks must "
+        raise InvalidInput(f"Mask {path} is not binary: it holds the values {{{shown}}} ({array.dtype}), but masks must "
                          f"hold 0 and 1 only. Pass --threshold T (threshold=T) to use value > T, e.g. --threshold 0 "
                          f"for 0/255 masks or --threshold 0.5 for probability maps.")
     return array.view(bool) if array.dtype == np.uint8 else array != 0
@@ -147,28 +80,6 @@ class SourceDataset:
     cases: list[CaseInputs]
 
 
-def _source_name(folder: Path) -> str:
-    match = re.fullmatch(r"Dataset\d{3}_(.+)", folder.name)
-    return match.group(1) if match else folder.name
-
-
-def resolve_source_folder(source: str | os.PathLike, raw_root: Path | None) -> Path:
-    """The source dataset folder: an existing folder, or a dataset id/name looked up in ``raw_root`` (nnUNet_raw).
-
-    Raises:
-        FileNotFoundError: neither, naming what was tried.
-    """
-    path = Path(str(source)).expanduser()
-    if path.is_dir():
-        return path.resolve()
-    if re.fullmatch(r"(?:Dataset)?\d{1,3}(?:_\w+)?", str(source)) and raw_root is not None:
-        from radconf.dataset_checks import find_dataset_name
-
-        return (raw_root / find_dataset_name(str(source), raw_root)).resolve()
-    raise FileNotFoundError(f"Source dataset {source} does not exist: give an existing dataset folder, or a dataset "
-                            f"id/name (e.g. 501 or Dataset501_Phantom) present in nnUNet_raw ({raw_root}).")
-
-
 def _images_of(folder: Path, ending: str) -> dict[str, list[str]]:
     """case -> sorted image file names ``<case>_XXXX<ending>`` in ``folder``."""
     pattern = re.compile(r"(.+)_(\d{4})" + re.escape(ending))
@@ -192,15 +103,15 @@ def scan_source(source: Path, readers_folder: Path | None = None) -> SourceDatas
     try:
         dataset_json = json.loads(dataset_json_path.read_text()) if dataset_json_path.is_file() else {}
     except ValueError as error:
-        raise ValueError(f"{dataset_json_path} is not valid JSON ({error}); fix it (channel_names, file_ending) or "
+        raise InvalidInput(f"{dataset_json_path} is not valid JSON ({error}); fix it (channel_names, file_ending) or "
                          f"remove it to use one CT channel and .nii.gz.") from None
     ending = dataset_json.get("file_ending", DEFAULT_FILE_ENDING)
     if not (source / "imagesTr").is_dir():
-        raise FileNotFoundError(f"{source / 'imagesTr'} does not exist; the source must be an nnU-Net raw dataset with "
+        raise MissingInput(f"{source / 'imagesTr'} does not exist; the source must be an nnU-Net raw dataset with "
                                 f"imagesTr/<case>_0000{ending} (and optionally imagesTs/).")
     readers_folder = Path(readers_folder) if readers_folder is not None else source / "readers"
     if not readers_folder.is_dir():
-        raise FileNotFoundError(f"Readers folder {readers_folder} does not exist. Put each case's masks in "
+        raise MissingInput(f"Readers folder {readers_folder} does not exist. Put each case's masks in "
                                 f"readers/<case>/<reader>_<trial>{ending} inside the source dataset, or pass "
                                 f"--readers DIR (readers_folder=...).")
     splits = {"train": _images_of(source / "imagesTr", ending), "test": _images_of(source / "imagesTs", ending)}
@@ -209,7 +120,7 @@ def scan_source(source: Path, readers_folder: Path | None = None) -> SourceDatas
     if channel_names is None:
         found = max((len(files) for split in splits.values() for files in split.values()), default=1)
         if found > 1:
-            raise ValueError(f"{source} has {found} image channels per case but no dataset.json; add a dataset.json "
+            raise InvalidInput(f"{source} has {found} image channels per case but no dataset.json; add a dataset.json "
                              f"with channel_names (and file_ending) so that the channels can be named.")
         channel_names = {"0": "CT"}
     expected_channels = len(channel_names)
@@ -240,9 +151,9 @@ def scan_source(source: Path, readers_folder: Path | None = None) -> SourceDatas
         _check_headers(inputs, problems)
     if problems:
         shown = problems[:30] + ([f"... and {len(problems) - 30} more"] if len(problems) > 30 else [])
-        raise ValueError(f"Reader fusion input {source} has {len(problems)} problem(s):\n  " + "\n  ".join(shown))
+        raise InvalidInput(f"Reader fusion input {source} has {len(problems)} problem(s):\n  " + "\n  ".join(shown))
     if not cases:
-        raise ValueError(f"{source / 'imagesTr'} holds no images named <case>_0000{ending}; nothing to fuse.")
+        raise InvalidInput(f"{source / 'imagesTr'} holds no images named <case>_0000{ending}; nothing to fuse.")
     return SourceDataset(source, _source_name(source), ending, dict(channel_names), readers_folder,
                          sorted(cases, key=lambda c: (c.split != "train", c.case)))
 

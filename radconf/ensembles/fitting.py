@@ -15,9 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from radconf.ensemble_inference import find_model_files
-from radconf.ensembling import OutputSpace, common_space, reference_targets, require_same_cases, to_space
-from radconf.inference import ModelSpec
+from radconf.ensembles.folders import find_model_files
+from radconf.ensembles.space import (
+    OutputSpace,
+    common_space,
+    reference_targets,
+    to_space,
+)
+from radconf.ensembles.weights import require_same_cases
+from radconf.errors import InvalidInput, MissingInput
+from radconf.models import ModelSpec
 
 
 @dataclass
@@ -38,7 +45,7 @@ def cross_validation_member(spec: ModelSpec, results_root: Path) -> ValidationMe
     import json
 
     if "all" in spec.folds:
-        raise ValueError(f"{spec}: fold 'all' was trained on every case, so its validation predictions are training "
+        raise InvalidInput(f"{spec}: fold 'all' was trained on every case, so its validation predictions are training "
                          f"predictions; fit weights on cross-validation folds (e.g. 0,1,2,3,4) or a validation split.")
     model_folder = spec.model_folder(results_root)
     files: dict[str, Path] = {}
@@ -46,13 +53,13 @@ def cross_validation_member(spec: ModelSpec, results_root: Path) -> ValidationMe
         folder = model_folder / f"fold_{fold}" / "validation"
         exports = sorted(folder.glob("*.npz"))
         if not exports:
-            raise FileNotFoundError(f"{folder} holds no validation probabilities (*.npz). Export them with "
+            raise MissingInput(f"{folder} holds no validation probabilities (*.npz). Export them with "
                                     f"radconf_train {spec.dataset} {spec.configuration} {fold} -tr {spec.trainer} "
                                     f"-p {spec.plans} --val --npz.")
         for path in exports:
             case = path.name[: -len(".npz")]
             if case in files:
-                raise ValueError(f"{spec}: case {case} is in the validation of fold {fold} and of another fold; the "
+                raise InvalidInput(f"{spec}: case {case} is in the validation of fold {fold} and of another fold; the "
                                  f"folds must come from one split.")
             files[case] = path
     dataset_json = json.loads((model_folder / "dataset.json").read_text())
@@ -64,7 +71,7 @@ def folder_member(folder: Path) -> ValidationMember:
     dataset_json, _ = find_model_files(folder)
     files = {p.name[: -len(".npz")]: p for p in sorted(folder.glob("*.npz"))}
     if not files:
-        raise FileNotFoundError(f"{folder} holds no CASE.npz probabilities; predict the validation cases with "
+        raise MissingInput(f"{folder} holds no CASE.npz probabilities; predict the validation cases with "
                                 f"--save_probabilities.")
     return ValidationMember(str(folder), files, dataset_json)
 
@@ -78,7 +85,7 @@ def collect_statistics(members: Sequence[ValidationMember], reference_dir: Path,
     import SimpleITK as sitk
     from tqdm import tqdm
 
-    from radconf.ensemble_weights import case_statistics
+    from radconf.ensembles.statistics import case_statistics
 
     space, kinds = common_space([m.dataset_json for m in members], [m.name for m in members])
     ending = members[0].dataset_json["file_ending"]
@@ -88,14 +95,14 @@ def collect_statistics(members: Sequence[ValidationMember], reference_dir: Path,
     for case in tqdm(cases, desc="Validation cases", unit="case", disable=not progress):
         reference_file = Path(reference_dir) / f"{case}{ending}"
         if not reference_file.is_file():
-            raise FileNotFoundError(f"Reference {reference_file} of validation case {case} is missing.")
+            raise MissingInput(f"Reference {reference_file} of validation case {case} is missing.")
         reference = sitk.GetArrayFromImage(sitk.ReadImage(str(reference_file)))
         probabilities = []
         for member, kind in zip(members, kinds):
             with np.load(member.files[case]) as npz:
                 p = to_space(npz["probabilities"], kind, space)
             if p.shape[1:] != reference.shape:
-                raise ValueError(f"Case {case}: {member.files[case]} has shape {p.shape[1:]} but the reference "
+                raise InvalidInput(f"Case {case}: {member.files[case]} has shape {p.shape[1:]} but the reference "
                                  f"{reference_file} {reference.shape}; are these the same images?")
             probabilities.append(p)
         statistics.append(case_statistics(probabilities, reference_targets(reference, space), space.decoding, case))
@@ -105,7 +112,7 @@ def collect_statistics(members: Sequence[ValidationMember], reference_dir: Path,
 
 def ensemble_scores(weights: np.ndarray, statistics, space: OutputSpace) -> dict:
     """Mean IoU, mean Dice and per-structure Dice of the decoded mixture over the validation cases."""
-    from radconf.ensemble_weights import iou_table
+    from radconf.ensembles.statistics import iou_table
 
     iou = iou_table(weights, statistics)  # (cases, structures), NaN where both are empty
     dice = 2 * iou / (1 + iou)
@@ -135,16 +142,16 @@ def find_ensemble_weights(output_dir: str | Path, *, members: Sequence[ModelSpec
     Returns:
         The content of ``weights.json``.
     """
-    from radconf.ensemble_weights import find_weights
-    from radconf.ensembling import folder_model
-    from radconf.io import atomic_write_json
+    from radconf.ensembles.optimiser import find_weights
+    from radconf.ensembles.weights import folder_model
+    from radconf.io.files import atomic_write_json
 
     if bool(members) == bool(folders):
-        raise ValueError("Give the members either as model specs (-m) or as validation prediction folders "
+        raise InvalidInput("Give the members either as model specs (-m) or as validation prediction folders "
                          "(--folders with --reference), not both or neither.")
     if members:
-        from radconf.dataset_checks import find_dataset_name
         from radconf.paths import require_nnunet_paths
+        from radconf.raw.checks import find_dataset_name
 
         paths = require_nnunet_paths()
         validation = [cross_validation_member(spec, paths.results) for spec in members]
@@ -152,12 +159,12 @@ def find_ensemble_weights(output_dir: str | Path, *, members: Sequence[ModelSpec
             "gt_segmentations"
     else:
         if reference_dir is None:
-            raise ValueError("--folders needs --reference DIR (the validation cases' reference label maps).")
+            raise InvalidInput("--folders needs --reference DIR (the validation cases' reference label maps).")
         validation = [folder_member(Path(f)) for f in folders]
         for member in validation:  # name a folder by its model where it can be told, so the weights can be matched
             member.name = folder_model(member.name) or member.name
     if len(validation) < 2:
-        raise ValueError("An ensemble needs at least two members.")
+        raise InvalidInput("An ensemble needs at least two members.")
     statistics, space, cases = collect_statistics(validation, Path(reference_dir), progress=progress)
     search = find_weights(statistics, objective=objective, seed=seed, progress=progress)
     names = [m.name for m in validation]
@@ -185,7 +192,7 @@ def _write_table(stem: Path, rows: dict, space: OutputSpace, num_cases: int) -> 
     import csv
     import io
 
-    from radconf.io import atomic_write_text
+    from radconf.io.files import atomic_write_text
 
     header = ["model", "weights", "mean IoU", "mean Dice", *[f"Dice {s}" for s in space.structures],
               *[f"worst Dice {s}" for s in space.structures]]
@@ -211,7 +218,7 @@ def _plot(path: Path, rows: dict, num_cases: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from radconf.io import atomic_save_figure
+    from radconf.io.files import atomic_save_figure
 
     names = list(rows)
     members = len(names) - 2

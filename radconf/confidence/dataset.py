@@ -21,24 +21,39 @@ from pathlib import Path
 
 import numpy as np
 
-from radconf.dataset_checks import check_output_dataset
-from radconf.fusion import DEFAULT_LEVELS, Agreement, Fusion, agreement, fuse_masks, level_lookup
-from radconf.fusion_checks import (
+from radconf.confidence.checks import CaseInputs, binarise, scan_source
+from radconf.confidence.fusion import (
+    DEFAULT_LEVELS,
+    Agreement,
+    Fusion,
+    agreement,
+    fuse_masks,
+    level_lookup,
+)
+from radconf.errors import InvalidInput
+from radconf.io.files import (
+    atomic_write_bytes,
+    atomic_write_image,
+    atomic_write_json,
+    publish_staged_folder,
+)
+from radconf.io.images import (
     RESAMPLE_HINT,
-    CaseInputs,
     ImageGeometry,
-    binarise,
     geometry_difference,
     read_header,
-    resolve_source_folder,
-    scan_source,
 )
-from radconf.io import atomic_write_bytes, atomic_write_image, atomic_write_json, publish_staged_folder
+from radconf.raw.checks import check_output_dataset, resolve_source_folder
 
 FUSION_RULE = ("level = 0 if c == 0, K if c == n, else 1 + floor((K - 1) * c / n); c = number of masks that include "
                "the voxel, n = number of masks of the case")
+
+
 GENERATOR = "radconf.fusion_dataset"
+
+
 READ_THREADS = 2  # mask files decoded concurrently within a case (SimpleITK releases the GIL while reading)
+
 
 Box = tuple[slice, ...]
 
@@ -64,7 +79,7 @@ class CaseFusion:
 
     @property
     def n_readers(self) -> int:
-        from radconf.fusion import reader_of
+        from radconf.confidence.fusion import reader_of
 
         return len({reader_of(name) for name in self.masks})
 
@@ -83,7 +98,7 @@ class CaseFusion:
     def staple(self) -> np.ndarray:
         """SimpleITK STAPLE consensus (uint8 0/1), computed on the full grid: STAPLE's background statistics
         depend on the volume it sees, so cropping would change its answer."""
-        from radconf.fusion import staple
+        from radconf.confidence.fusion import staple
 
         return staple([self.full(mask.view(np.uint8)) for mask in self.masks.values()]).view(np.uint8)
 
@@ -109,12 +124,12 @@ def _read_mask(path: Path, geometry: ImageGeometry, threshold: float | None) -> 
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         message = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise ValueError(f"SimpleITK cannot read {path} ({message}); re-export the file.") from None
+        raise InvalidInput(f"SimpleITK cannot read {path} ({message}); re-export the file.") from None
     difference = geometry_difference(geometry, ImageGeometry.of(image))
     if difference:
-        raise ValueError(f"Mask {path} does not match its case's image: {difference}. {RESAMPLE_HINT}")
+        raise InvalidInput(f"Mask {path} does not match its case's image: {difference}. {RESAMPLE_HINT}")
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(f"Mask {path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; masks must "
+        raise InvalidInput(f"Mask {path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; masks must "
                          f"be scalar binary images.")
     binary = binarise(sitk.GetArrayViewFromImage(image), path, threshold)
     box = _bounding_box(binary)
@@ -140,7 +155,7 @@ def fuse_case(image_path: str | os.PathLike, mask_paths: Mapping[str, str | os.P
             from the image's (each naming the file).
     """
     if not mask_paths:
-        raise ValueError(f"No masks given for image {image_path}; every case needs at least one reader mask.")
+        raise InvalidInput(f"No masks given for image {image_path}; every case needs at least one reader mask.")
     level_lookup(len(mask_paths), k)  # validates k before any file is read
     geometry = ImageGeometry.of(read_header(Path(image_path)))
     names, paths = list(mask_paths), [Path(p) for p in mask_paths.values()]
@@ -186,7 +201,7 @@ class _CaseTask:
 
 def _fuse_and_write(task: _CaseTask) -> tuple[dict, list[dict]]:
     """Fuses one case and writes its images, level map and consensus masks into the staging folder."""
-    from radconf.fusion_report import case_rows
+    from radconf.confidence.report import case_rows
 
     inputs, out, ending = task.inputs, task.staging, task.ending
     result = fuse_case(inputs.images[0], inputs.masks, task.k, task.threshold)
@@ -279,12 +294,12 @@ def fuse_reader_dataset(source: str | os.PathLike, dataset_id: int, name: str | 
         FileExistsError: the output exists and may not be replaced, or the id is used by another dataset.
         ValueError: k or the id out of range, a bad name, or problems in the inputs (each naming the file and fix).
     """
-    from radconf.fusion_report import dataset_json, summarise, write_reports
+    from radconf.confidence.report import dataset_json, summarise, write_reports
 
     if not 2 <= k <= 255:
-        raise ValueError(f"The highest confidence level K (-k) must be in 2..255, got {k}.")
+        raise InvalidInput(f"The highest confidence level K (-k) must be in 2..255, got {k}.")
     if not 1 <= dataset_id <= 999:
-        raise ValueError(f"Dataset id (-d) must be between 1 and 999, got {dataset_id}.")
+        raise InvalidInput(f"Dataset id (-d) must be between 1 and 999, got {dataset_id}.")
     if raw_root is None:
         from radconf.paths import require_nnunet_paths
 
@@ -294,7 +309,7 @@ def fuse_reader_dataset(source: str | os.PathLike, dataset_id: int, name: str | 
     source_name = re.sub(r"^Dataset\d{3}_", "", source_folder.name)
     name = name or f"{source_name}Confidence"
     if not re.fullmatch(r"\w+", name):
-        raise ValueError(f"Dataset name (-n) {name!r} may hold only letters, digits and underscores.")
+        raise InvalidInput(f"Dataset name (-n) {name!r} may hold only letters, digits and underscores.")
     folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
     check_output_dataset(folder, dataset_id, [source_folder], overwrite, "radconf_fuse_readers",
                          _is_fusion_output)

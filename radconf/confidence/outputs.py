@@ -8,13 +8,27 @@ For a cumulative (sigmoid) model radconf re-decodes the level map monotonically 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from radconf.ordinal import count_levels, cumulative_from_softmax, monotone
+from radconf.confidence.ordinal import count_levels, cumulative_from_softmax, monotone
+from radconf.errors import InvalidInput
 
 PROBABILITY_FOLDER = "level_probabilities"
+
+
+@dataclass(frozen=True)
+class LevelOutputs:
+    """Extra outputs of a confidence model: P(level >= c) maps and binary masks ``level >= L`` for chosen L."""
+
+    probabilities: bool = False
+    masks: tuple[int, ...] = ()
+
+    @property
+    def requested(self) -> bool:
+        return self.probabilities or bool(self.masks)
 
 
 def level_mask_folder(level: int) -> str:
@@ -48,18 +62,18 @@ def finish_level_predictions(folder: str | Path, k: int, file_ending: str, *, cu
     """
     import SimpleITK as sitk
 
-    from radconf.io import atomic_write_image
+    from radconf.io.files import atomic_write_image
 
     folder = Path(folder)
     for level in mask_levels:
         if not 1 <= int(level) <= k:
-            raise ValueError(f"--level must be in 1..{k} for this model, got {level}.")
+            raise InvalidInput(f"--level must be in 1..{k} for this model, got {level}.")
     cases = sorted(p.name[: -len(".npz")] for p in folder.glob("*.npz"))
     for case in cases:
         probabilities = np.load(folder / f"{case}.npz")["probabilities"].astype(np.float32, copy=False)
         expected = k if cumulative else k + 1
         if probabilities.shape[0] != expected:
-            raise ValueError(f"{folder / case}.npz has {probabilities.shape[0]} channels; a K = {k} "
+            raise InvalidInput(f"{folder / case}.npz has {probabilities.shape[0]} channels; a K = {k} "
                              f"{'cumulative' if cumulative else 'softmax'} model exports {expected}.")
         segmentation_file = folder / f"{case}{file_ending}"
         reference = sitk.ReadImage(str(segmentation_file))

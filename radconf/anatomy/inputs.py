@@ -10,38 +10,42 @@ for training.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from radconf.anatomy import AnatomyChannels, masks_from_label_map
-from radconf.fusion_checks import RESAMPLE_HINT, ImageGeometry, geometry_difference, read_header
-from radconf.io import atomic_write_bytes, atomic_write_image
+from radconf.anatomy.channels import AnatomyChannels, masks_from_label_map
+from radconf.errors import InvalidInput, MissingInput
+from radconf.io.cases import case_channels
+from radconf.io.files import atomic_write_bytes, atomic_write_image
+from radconf.io.images import (
+    RESAMPLE_HINT,
+    ImageGeometry,
+    geometry_difference,
+    read_header,
+)
+from radconf.models import ModelSpec
 
 
-def case_channels(folder: str | os.PathLike, file_ending: str) -> dict[str, list[int]]:
-    """Case -> sorted channel indices of the files ``CASE_XXXX<ending>`` in ``folder``.
+@dataclass(frozen=True)
+class AnatomyInputs:
+    """Where an anatomy-channel model gets its organ masks when the input folder holds only the images.
 
-    Raises:
-        FileNotFoundError: ``folder`` does not exist.
-        ValueError: a file with the ending whose name lacks the ``_XXXX`` channel suffix.
+    Attributes:
+        folder: label maps ``CASE<ending>`` with the organ labels the model was trained with (ids as in its
+            dataset.json's ``source_labels``).
+        model: the organ model to run first (two-stage prediction); its segmentations are kept in
+            ``<output>/anatomy_predictions`` and its labels are matched by name.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Image folder {folder} does not exist.")
-    pattern = re.compile(r"(.+)_(\d{4})" + re.escape(file_ending))
-    channels: dict[str, list[int]] = {}
-    for name in sorted(os.listdir(folder)):
-        if name.startswith(".") or not name.endswith(file_ending):
-            continue
-        match = pattern.fullmatch(name)
-        if not match:
-            raise ValueError(f"{folder / name}: image files must be named CASE_XXXX{file_ending} (XXXX = channel, "
-                             f"e.g. CASE_0000{file_ending}); rename it.")
-        channels.setdefault(match.group(1), []).append(int(match.group(2)))
-    return {case: sorted(found) for case, found in sorted(channels.items())}
+
+    folder: str | os.PathLike | None = None
+    model: ModelSpec | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.folder is not None or self.model is not None
 
 
 def split_channels_present(images_dir: str | os.PathLike, file_ending: str, anatomy: AnatomyChannels,
@@ -54,20 +58,20 @@ def split_channels_present(images_dir: str | os.PathLike, file_ending: str, anat
         ValueError: a case with other channels, or a folder mixing both kinds of cases.
     """
     if max(anatomy.indices) >= num_channels:
-        raise ValueError(f"Anatomy channels {anatomy.indices} do not fit a model with {num_channels} input channels.")
+        raise InvalidInput(f"Anatomy channels {anatomy.indices} do not fit a model with {num_channels} input channels.")
     found = case_channels(images_dir, file_ending)
     if not found:
-        raise FileNotFoundError(f"No CASE_XXXX{file_ending} images in {images_dir}.")
+        raise MissingInput(f"No CASE_XXXX{file_ending} images in {images_dir}.")
     every, images = list(range(num_channels)), anatomy.image_channels(num_channels)
     complete = {case: channels == every for case, channels in found.items() if channels in (every, images)}
     wrong = [case for case in found if case not in complete]
     if wrong:
-        raise ValueError(f"{images_dir}: case {wrong[0]} has channels {found[wrong[0]]} ({len(wrong)} case(s) "
+        raise InvalidInput(f"{images_dir}: case {wrong[0]} has channels {found[wrong[0]]} ({len(wrong)} case(s) "
                          f"affected); the anatomy model expects either its image channels {images} (the anatomy "
                          f"channels {anatomy.indices} are then cut from predicted label maps) or all channels {every}.")
     if len(set(complete.values())) > 1:
         with_masks = [case for case, full in complete.items() if full]
-        raise ValueError(f"{images_dir} mixes cases with anatomy channels ({', '.join(with_masks[:5])}) and cases "
+        raise InvalidInput(f"{images_dir} mixes cases with anatomy channels ({', '.join(with_masks[:5])}) and cases "
                          f"without; keep one kind per folder.")
     return next(iter(complete.values()))
 
@@ -97,7 +101,7 @@ def write_on_grid(array: np.ndarray, geometry: ImageGeometry, path: Path) -> Pat
 
 def cut_masks(label_map: Path, label_ids: Mapping[str, int], names: Sequence[str]) -> list[np.ndarray]:
     """Binary uint8 masks of ``names`` cut from a label map file, one per name, in order."""
-    from radconf.evaluation.io import read_label_image
+    from radconf.io.images import read_label_image
 
     array, _ = read_label_image(label_map)
     return masks_from_label_map(array, label_ids, names, where=str(label_map))
@@ -129,23 +133,23 @@ def assemble_anatomy_inputs(images_dir: str | os.PathLike, label_maps_dir: str |
     label_ids = dict(anatomy.source_labels if label_ids is None else label_ids)
     unknown = [name for name in anatomy.names if name not in label_ids]
     if unknown:
-        raise ValueError(f"Anatomy structures {unknown} have no label id in the label maps' table {label_ids}; pass "
+        raise InvalidInput(f"Anatomy structures {unknown} have no label id in the label maps' table {label_ids}; pass "
                          f"label_ids (structure name -> id of the organ model's labels).")
     if output_dir.resolve() in (images_dir.resolve(), label_maps_dir.resolve()):
-        raise ValueError(f"Output folder {output_dir} must differ from the images and label-map folders.")
+        raise InvalidInput(f"Output folder {output_dir} must differ from the images and label-map folders.")
     if split_channels_present(images_dir, file_ending, anatomy, num_channels):
-        raise ValueError(f"{images_dir} already holds the anatomy channels {anatomy.indices}; give it to the model "
+        raise InvalidInput(f"{images_dir} already holds the anatomy channels {anatomy.indices}; give it to the model "
                          f"as it is (no assembly needed), or remove those files to cut them from label maps.")
-    from radconf.evaluation.io import list_cases
+    from radconf.io.cases import list_cases
 
     cases = list(case_channels(images_dir, file_ending))
     if not label_maps_dir.is_dir():
-        raise FileNotFoundError(f"Label-map folder {label_maps_dir} does not exist; predict the anatomy first (the "
+        raise MissingInput(f"Label-map folder {label_maps_dir} does not exist; predict the anatomy first (the "
                                 f"organ model, e.g. radconf_predict) into it.")
     maps = list_cases(label_maps_dir, file_ending)
     missing = [case for case in cases if case not in maps]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} case(s) of {images_dir} have no label map {label_maps_dir}/"
+        raise MissingInput(f"{len(missing)} case(s) of {images_dir} have no label map {label_maps_dir}/"
                                 f"CASE{file_ending}: {', '.join(missing)}. Predict their anatomy with the organ model "
                                 f"first, or remove their images.")
     first = anatomy.image_channels(num_channels)[0]
@@ -161,7 +165,7 @@ def assemble_anatomy_inputs(images_dir: str | os.PathLike, label_maps_dir: str |
         if problem:
             problems.append(problem)
     if problems:
-        raise ValueError(f"Anatomy inputs have {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        raise InvalidInput(f"Anatomy inputs have {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     for case in cases:
         for channel in anatomy.image_channels(num_channels):
             name = f"{case}_{channel:04d}{file_ending}"

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from radconf.errors import InvalidInput
+
 
 def distance_to_structure(mask: np.ndarray, spacing_mm: Sequence[float], signed: bool = False,
                           empty_value: float = np.inf) -> np.ndarray:
@@ -29,7 +31,7 @@ def distance_to_structure(mask: np.ndarray, spacing_mm: Sequence[float], signed:
     mask = np.asarray(mask).astype(bool, copy=False)
     spacing = tuple(float(s) for s in spacing_mm)
     if len(spacing) != mask.ndim or min(spacing) <= 0:
-        raise ValueError(f"spacing_mm {spacing_mm} must give one positive spacing per axis of a {mask.ndim}D mask.")
+        raise InvalidInput(f"spacing_mm {spacing_mm} must give one positive spacing per axis of a {mask.ndim}D mask.")
     if not mask.any():
         return np.full(mask.shape, empty_value, np.float32)
     outside = distance_transform_edt(~mask, sampling=spacing).astype(np.float32)
@@ -44,7 +46,7 @@ def distance_to_structure(mask: np.ndarray, spacing_mm: Sequence[float], signed:
 def normalise_distance(distance_mm: np.ndarray, scale_mm: float = 20.0) -> np.ndarray:
     """``d / (d + scale)`` for d >= 0 (signed maps: applied to |d| with the sign kept); inf -> 1."""
     if scale_mm <= 0:
-        raise ValueError(f"scale_mm must be positive, got {scale_mm}.")
+        raise InvalidInput(f"scale_mm must be positive, got {scale_mm}.")
     distance = np.asarray(distance_mm, dtype=np.float32)
     magnitude = np.abs(distance)
     with np.errstate(invalid="ignore"):

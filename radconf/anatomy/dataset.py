@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from radconf.anatomy import ENCODINGS, MASK_CHANNEL_NAME, AnatomyChannels
-from radconf.anatomy_inputs import case_channels, cut_masks, grid_problem, read_geometry, write_on_grid
-from radconf.dataset_checks import check_output_dataset
-from radconf.fusion_checks import resolve_source_folder
-from radconf.io import atomic_write_json, publish_staged_folder
+from radconf.anatomy.channels import ENCODINGS, MASK_CHANNEL_NAME, AnatomyChannels
+from radconf.anatomy.inputs import cut_masks, grid_problem, read_geometry, write_on_grid
+from radconf.errors import InvalidInput, MissingInput
+from radconf.io.cases import case_channels
+from radconf.io.files import atomic_write_json, publish_staged_folder
+from radconf.raw.checks import check_output_dataset, resolve_source_folder
 
 GENERATOR = "radconf.anatomy_dataset"
 
@@ -70,14 +71,14 @@ class _AnatomySource:
 def _read_dataset_json(folder: Path) -> dict:
     path = folder / "dataset.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; the dataset needs a dataset.json with channel_names, labels and "
+        raise MissingInput(f"{path} is missing; the dataset needs a dataset.json with channel_names, labels and "
                                 f"file_ending.")
     try:
         data = json.loads(path.read_text())
     except ValueError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); fix it.") from None
+        raise InvalidInput(f"{path} is not valid JSON ({error}); fix it.") from None
     if not isinstance(data.get("labels"), dict):
-        raise ValueError(f"{path} has no 'labels' mapping (name -> id); add one.")
+        raise InvalidInput(f"{path} has no 'labels' mapping (name -> id); add one.")
     return data
 
 
@@ -87,7 +88,7 @@ def _foreground(labels: Mapping) -> dict:
 
 def _label_maps(folder: Path, ending: str) -> dict[str, Path]:
     """Case -> label map over ``labelsTr`` and ``labelsTs`` of a raw dataset."""
-    from radconf.evaluation.io import list_cases
+    from radconf.io.cases import list_cases
 
     maps: dict[str, Path] = {}
     for sub in ("labelsTs", "labelsTr"):
@@ -99,22 +100,22 @@ def _label_maps(folder: Path, ending: str) -> dict[str, Path]:
 def _model_source(spec_text: str, results_root: Path, train_cases: Sequence[str],
                   problems: list[str]) -> _AnatomySource:
     """An organ model's cross-validated predictions; incomplete or overlapping folds go into ``problems``."""
-    from radconf.evaluation.io import list_cases
-    from radconf.inference import ModelSpec
+    from radconf.io.cases import list_cases
+    from radconf.models import ModelSpec
 
     spec = ModelSpec.parse(spec_text)
     if "all" in spec.folds:
-        raise ValueError(f"Anatomy model {spec}: fold 'all' saw every case in training, so it has no cross-validated "
+        raise InvalidInput(f"Anatomy model {spec}: fold 'all' saw every case in training, so it has no cross-validated "
                          f"predictions; use folds 0,1,2,3,4.")
     train_hint = f"radconf_train {spec.dataset} {spec.configuration} FOLD -tr {spec.trainer} -p {spec.plans}"
     try:
         folder = spec.model_folder(results_root)
     except FileNotFoundError:
-        raise FileNotFoundError(f"Anatomy model {spec}: nnUNet_results ({results_root}) holds no model of dataset "
+        raise MissingInput(f"Anatomy model {spec}: nnUNet_results ({results_root}) holds no model of dataset "
                                 f"{spec.dataset}; run its cross-validation first: {train_hint} for FOLD in "
                                 f"{' '.join(spec.folds)}.") from None
     if not folder.is_dir():
-        raise FileNotFoundError(f"Anatomy model folder {folder} does not exist; run its cross-validation first: "
+        raise MissingInput(f"Anatomy model folder {folder} does not exist; run its cross-validation first: "
                                 f"{train_hint} for FOLD in {' '.join(spec.folds)}.")
     dataset_json = _read_dataset_json(folder)
     maps: dict[str, Path] = {}
@@ -247,7 +248,7 @@ def _remap(array: np.ndarray, mapping: Mapping[int, int]) -> np.ndarray:
 def _write_case(case: _Case, staging: Path, ending: str, anatomy: AnatomyChannels, label_ids: Mapping[str, int],
                 target_map: Mapping[int, int]) -> list[str]:
     """Copies the images and writes the masks and the remapped targets; returns absent-structure warnings."""
-    from radconf.evaluation.io import read_label_image
+    from radconf.io.images import read_label_image
 
     suffix = "Tr" if case.split == "train" else "Ts"
     for image in case.images:
@@ -300,14 +301,14 @@ def make_anatomy_dataset(source: str | os.PathLike, dataset_id: int, name: str |
     from tqdm import tqdm
 
     if anatomy_dataset is not None and anatomy_model is not None:
-        raise ValueError("Give the anatomy either from a dataset (--anatomy_dataset) or from a model "
+        raise InvalidInput("Give the anatomy either from a dataset (--anatomy_dataset) or from a model "
                          "(--anatomy_model), not both.")
     if encoding not in ENCODINGS:
-        raise ValueError(f"Unknown anatomy encoding {encoding!r}; use one of {', '.join(ENCODINGS)}.")
+        raise InvalidInput(f"Unknown anatomy encoding {encoding!r}; use one of {', '.join(ENCODINGS)}.")
     if not anatomy:
-        raise ValueError("Name at least one anatomy structure (--anatomy bladder rectum ...).")
+        raise InvalidInput("Name at least one anatomy structure (--anatomy bladder rectum ...).")
     if not 1 <= dataset_id <= 999:
-        raise ValueError(f"Dataset id (-d) must be between 1 and 999, got {dataset_id}.")
+        raise InvalidInput(f"Dataset id (-d) must be between 1 and 999, got {dataset_id}.")
     if raw_root is None or (anatomy_model is not None and results_root is None):
         from radconf.paths import require_nnunet_paths
 
@@ -318,7 +319,7 @@ def make_anatomy_dataset(source: str | os.PathLike, dataset_id: int, name: str |
     source_name = re.sub(r"^Dataset\d{3}_", "", source_folder.name)
     name = name or f"{source_name}Anatomy"
     if not re.fullmatch(r"\w+", name):
-        raise ValueError(f"Dataset name (-n) {name!r} may hold only letters, digits and underscores.")
+        raise InvalidInput(f"Dataset name (-n) {name!r} may hold only letters, digits and underscores.")
     folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
     source_json = _read_dataset_json(source_folder)
     source_where = str(source_folder / "dataset.json")
@@ -343,7 +344,7 @@ def make_anatomy_dataset(source: str | os.PathLike, dataset_id: int, name: str |
     cases = _scan_cases(source_folder, ending, len(channel_names), kind, problems)
     if problems:
         shown = problems[:30] + ([f"... and {len(problems) - 30} more"] if len(problems) > 30 else [])
-        raise ValueError(f"radconf_anatomy_dataset: {len(problems)} problem(s), nothing written:\n  "
+        raise InvalidInput(f"radconf_anatomy_dataset: {len(problems)} problem(s), nothing written:\n  "
                          + "\n  ".join(shown))
 
     label_ids = {n: int(kind.labels[n]) for n in anatomy}

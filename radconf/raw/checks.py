@@ -5,13 +5,37 @@ Every problem is reported with the file it concerns and how to fix it; nothing i
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-GEOMETRY_TOLERANCE = 1e-4  # relative, for spacing/origin/direction comparisons
+from radconf.errors import InvalidInput, MissingInput, OutputExists
+from radconf.io.images import geometry_mismatch
+
+
+def _source_name(folder: Path) -> str:
+    match = re.fullmatch(r"Dataset\d{3}_(.+)", folder.name)
+    return match.group(1) if match else folder.name
+
+
+def resolve_source_folder(source: str | os.PathLike, raw_root: Path | None) -> Path:
+    """The source dataset folder: an existing folder, or a dataset id/name looked up in ``raw_root`` (nnUNet_raw).
+
+    Raises:
+        FileNotFoundError: neither, naming what was tried.
+    """
+    path = Path(str(source)).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if re.fullmatch(r"(?:Dataset)?\d{1,3}(?:_\w+)?", str(source)) and raw_root is not None:
+        from radconf.raw.checks import find_dataset_name
+
+        return (raw_root / find_dataset_name(str(source), raw_root)).resolve()
+    raise MissingInput(f"Source dataset {source} does not exist: give an existing dataset folder, or a dataset "
+                            f"id/name (e.g. 501 or Dataset501_Phantom) present in nnUNet_raw ({raw_root}).")
 
 
 def dataset_id_of(dataset: str | int) -> int:
@@ -22,7 +46,7 @@ def dataset_id_of(dataset: str | int) -> int:
     """
     match = re.fullmatch(r"(?:Dataset)?(\d{1,3})(?:_\w+)?", str(dataset))
     if not match:
-        raise ValueError(f"{dataset!r} is neither a dataset id (e.g. 501) nor a dataset name "
+        raise InvalidInput(f"{dataset!r} is neither a dataset id (e.g. 501) nor a dataset name "
                          f"(e.g. Dataset501_Phantom).")
     return int(match.group(1))
 
@@ -39,34 +63,10 @@ def find_dataset_name(dataset: str | int, *roots: Path) -> str:
         if hits:
             return hits[0]
     present = sorted({p.name for root in roots if Path(root).is_dir() for p in Path(root).glob("Dataset*_*")})
-    raise FileNotFoundError(
+    raise MissingInput(
         f"Dataset {dataset_id} not found in {', '.join(str(r) for r in roots)} "
         f"(present: {', '.join(present) or 'none'}). Put it in nnUNet_raw as Dataset{dataset_id:03d}_<Name>, or "
         f"generate the phantom: radconf_generate_phantom -d {dataset_id}.")
-
-
-def _read_header(path: Path):
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        raise ValueError(f"Cannot read {path}: {str(error).strip().splitlines()[-1]}. Re-export the file.") from None
-    return reader
-
-
-def geometry_mismatch(reference: Path, other: Path) -> str | None:
-    """A description of how ``other``'s size/spacing/origin/direction differ from ``reference``'s, or None."""
-    a, b = _read_header(reference), _read_header(other)
-    if a.GetSize() != b.GetSize():
-        return f"size {b.GetSize()} != {a.GetSize()}"
-    for what in ("Spacing", "Origin", "Direction"):
-        va, vb = np.array(getattr(a, f"Get{what}")()), np.array(getattr(b, f"Get{what}")())
-        if not np.allclose(va, vb, rtol=GEOMETRY_TOLERANCE, atol=GEOMETRY_TOLERANCE):
-            return f"{what.lower()} {tuple(np.round(vb, 5))} != {tuple(np.round(va, 5))}"
-    return None
 
 
 def check_raw_dataset(folder: str | Path, check_label_values: bool = True) -> dict:
@@ -85,19 +85,19 @@ def check_raw_dataset(folder: str | Path, check_label_values: bool = True) -> di
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"Raw dataset folder {folder} does not exist. Check nnUNet_raw and the dataset id.")
+        raise MissingInput(f"Raw dataset folder {folder} does not exist. Check nnUNet_raw and the dataset id.")
     dataset_json_path = folder / "dataset.json"
     if not dataset_json_path.is_file():
-        raise FileNotFoundError(f"{dataset_json_path} is missing. Every nnU-Net raw dataset needs one "
+        raise MissingInput(f"{dataset_json_path} is missing. Every nnU-Net raw dataset needs one "
                                 f"(channel_names, labels, numTraining, file_ending).")
     dataset_json = json.loads(dataset_json_path.read_text())
     missing_keys = [k for k in ("channel_names", "labels", "numTraining", "file_ending") if k not in dataset_json]
     if missing_keys:
-        raise ValueError(f"{dataset_json_path} lacks {', '.join(missing_keys)}. Add them (see nnU-Net's "
+        raise InvalidInput(f"{dataset_json_path} lacks {', '.join(missing_keys)}. Add them (see nnU-Net's "
                          f"dataset_format documentation).")
     for sub in ("imagesTr", "labelsTr"):
         if not (folder / sub).is_dir():
-            raise FileNotFoundError(f"{folder / sub} is missing; an nnU-Net raw dataset keeps training images in "
+            raise MissingInput(f"{folder / sub} is missing; an nnU-Net raw dataset keeps training images in "
                                     f"imagesTr/CASE_XXXX{dataset_json['file_ending']} and labels in labelsTr/.")
     ending = dataset_json["file_ending"]
     n_channels = len(dataset_json["channel_names"])
@@ -129,7 +129,7 @@ def check_raw_dataset(folder: str | Path, check_label_values: bool = True) -> di
                                 f"dataset.json does not declare ({sorted(allowed)}); add them to 'labels' or fix "
                                 f"the label map.")
     if problems:
-        raise ValueError(f"Dataset {folder.name} has {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        raise InvalidInput(f"Dataset {folder.name} has {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return dataset_json
 
 
@@ -156,17 +156,17 @@ def check_output_dataset(folder: Path, dataset_id: int, inputs: Sequence[Path], 
     resolved = folder.resolve()
     for other in inputs:
         if resolved == other or other in resolved.parents:
-            raise FileExistsError(f"The output {folder} would replace (or lie inside) the source dataset {other}; pick "
+            raise OutputExists(f"The output {folder} would replace (or lie inside) the source dataset {other}; pick "
                                   f"another dataset id (-d) or name (-n).")
     others = [p for p in folder.parent.glob(f"Dataset{dataset_id:03d}_*")
               if p.is_dir() and p.name != folder.name and not p.name.endswith((".partial", ".replaced"))]
     if others:
-        raise FileExistsError(f"Dataset id {dataset_id} is already used by {others[0]} (another name); pick another "
+        raise OutputExists(f"Dataset id {dataset_id} is already used by {others[0]} (another name); pick another "
                               f"id with -d, e.g. -d {dataset_id + 1}.")
     if folder.exists():
         if not written_by_command(folder):
-            raise FileExistsError(f"{folder} exists and was not written by {command}; it is left untouched. Pick "
+            raise OutputExists(f"{folder} exists and was not written by {command}; it is left untouched. Pick "
                                   f"another dataset id or name.")
         if not overwrite:
-            raise FileExistsError(f"{folder} exists (an earlier {command} output). Pass --overwrite "
+            raise OutputExists(f"{folder} exists (an earlier {command} output). Pass --overwrite "
                                   f"(overwrite=True) to replace it, or pick another dataset id or name.")

@@ -18,6 +18,8 @@ from itertools import combinations
 
 import numpy as np
 
+from radconf.errors import InvalidInput
+
 DEFAULT_LEVELS = 5
 
 
@@ -28,9 +30,9 @@ def level_lookup(n_masks: int, k: int = DEFAULT_LEVELS) -> np.ndarray:
         ValueError: n_masks < 1, or k outside 2..255 (k = 1 leaves no level for partial agreement).
     """
     if n_masks < 1:
-        raise ValueError(f"Fusion needs at least one mask, got {n_masks}.")
+        raise InvalidInput(f"Fusion needs at least one mask, got {n_masks}.")
     if not 2 <= k <= 255:
-        raise ValueError(f"The highest confidence level K must be in 2..255, got {k}.")
+        raise InvalidInput(f"The highest confidence level K must be in 2..255, got {k}.")
     counts = np.arange(n_masks + 1)
     levels = 1 + ((k - 1) * counts) // n_masks
     levels[0] = 0
@@ -41,12 +43,12 @@ def level_lookup(n_masks: int, k: int = DEFAULT_LEVELS) -> np.ndarray:
 def count_masks(masks: Sequence[np.ndarray]) -> np.ndarray:
     """Voxel-wise number of masks that include each voxel (uint8 for n < 256, else uint16), accumulated in place."""
     if not masks:
-        raise ValueError("Fusion needs at least one mask, got none.")
+        raise InvalidInput("Fusion needs at least one mask, got none.")
     shape = masks[0].shape
     counts = np.zeros(shape, np.uint8 if len(masks) < 256 else np.uint16)
     for index, mask in enumerate(masks):
         if mask.shape != shape:
-            raise ValueError(f"Mask {index} has shape {mask.shape}, mask 0 has {shape}; all masks must share a grid.")
+            raise InvalidInput(f"Mask {index} has shape {mask.shape}, mask 0 has {shape}; all masks must share a grid.")
         binary = mask.view(np.uint8) if mask.dtype == bool else (mask != 0)
         np.add(counts, binary, out=counts, casting="unsafe")
     return counts

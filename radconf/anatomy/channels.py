@@ -22,9 +22,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from radconf.errors import InvalidInput
+
 RADCONF_KEY = "radconf"
+
+
 ANATOMY_KEY = "anatomy"
+
+
 ENCODINGS = ("binary", "ct")
+
+
 MASK_CHANNEL_NAME = "noNorm"  # nnU-Net's NoNormalization: cast to float32, no intensity scaling
 
 
@@ -40,14 +48,14 @@ class AnatomyChannels:
 
     def __post_init__(self):
         if not self.channels:
-            raise ValueError("An anatomy declaration needs at least one channel.")
+            raise InvalidInput("An anatomy declaration needs at least one channel.")
         if self.encoding not in ENCODINGS:
-            raise ValueError(f"Unknown anatomy encoding {self.encoding!r}; use one of {', '.join(ENCODINGS)}.")
+            raise InvalidInput(f"Unknown anatomy encoding {self.encoding!r}; use one of {', '.join(ENCODINGS)}.")
         if self.ct_channel in self.channels:
-            raise ValueError(f"ct_channel {self.ct_channel} is itself an anatomy channel ({self.channels}).")
+            raise InvalidInput(f"ct_channel {self.ct_channel} is itself an anatomy channel ({self.channels}).")
         missing = [name for name in self.channels.values() if self.source_labels and name not in self.source_labels]
         if missing:
-            raise ValueError(f"Anatomy structures {missing} have no entry in source_labels {dict(self.source_labels)}.")
+            raise InvalidInput(f"Anatomy structures {missing} have no entry in source_labels {dict(self.source_labels)}.")
 
     @property
     def indices(self) -> list[int]:
@@ -76,7 +84,7 @@ class AnatomyChannels:
                        source_labels={str(k): int(v) for k, v in (entry.get("source_labels") or {}).items()},
                        source=dict(entry.get("source") or {}))
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise ValueError(f"{where}: invalid radconf anatomy declaration {dict(entry)!r} ({error}). Expected "
+            raise InvalidInput(f"{where}: invalid radconf anatomy declaration {dict(entry)!r} ({error}). Expected "
                              f"{{'channels': {{'1': 'bladder', ...}}, 'encoding': 'binary'|'ct', ...}}.") from None
 
 
@@ -94,11 +102,11 @@ def anatomy_of(dataset_json: Mapping, where: str = "dataset.json") -> AnatomyCha
                                             or {}).items()}
     for index in anatomy.indices + [anatomy.ct_channel]:
         if index not in channel_names:
-            raise ValueError(f"{where}: anatomy channel {index} is not among the dataset's channels "
+            raise InvalidInput(f"{where}: anatomy channel {index} is not among the dataset's channels "
                              f"{sorted(channel_names)}.")
     normalised = [i for i in anatomy.indices if channel_names[i] != MASK_CHANNEL_NAME]
     if normalised:
-        raise ValueError(f"{where}: anatomy channels {normalised} have channel_names "
+        raise InvalidInput(f"{where}: anatomy channels {normalised} have channel_names "
                          f"{[channel_names[i] for i in normalised]}; mask channels must be {MASK_CHANNEL_NAME!r} so "
                          f"that nnU-Net does not intensity-normalise them like CT.")
     return anatomy
@@ -136,5 +144,5 @@ def masks_from_label_map(label_map: np.ndarray, source_labels: Mapping[str, int]
     """
     unknown = [n for n in names if n not in source_labels]
     if unknown:
-        raise ValueError(f"{where}: structures {unknown} have no label id; known: {dict(source_labels)}.")
+        raise InvalidInput(f"{where}: structures {unknown} have no label id; known: {dict(source_labels)}.")
     return [(label_map == source_labels[n]).astype(np.uint8) for n in names]

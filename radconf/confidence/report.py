@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from radconf.evaluation.io import write_csv
-from radconf.io import atomic_save_figure
-from radconf.ordinal import level_labels
+from radconf.confidence.ordinal import level_labels
+from radconf.io.files import atomic_save_figure
+from radconf.io.tables import write_csv
 
 if TYPE_CHECKING:
-    from radconf.fusion_checks import SourceDataset
-    from radconf.fusion_dataset import CaseFusion
+    from radconf.confidence.checks import SourceDataset
+    from radconf.confidence.dataset import CaseFusion
+
 
 PAIR_COLUMNS = ("case", "split", "mask_a", "mask_b", "kind", "dice")
 

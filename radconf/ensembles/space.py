@@ -15,14 +15,19 @@ every member's map. Members must agree on the output space, the structure names 
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from radconf.ordinal import RADCONF_KEY, cumulative_from_softmax, cumulative_labels, monotone, ordinal_levels
+from radconf.confidence.ordinal import (
+    RADCONF_KEY,
+    cumulative_from_softmax,
+    cumulative_labels,
+    monotone,
+    ordinal_levels,
+)
+from radconf.errors import InvalidInput
 
 SPACES = ("softmax", "regions", "cumulative")
 
@@ -69,7 +74,7 @@ def member_space(dataset_json: Mapping) -> tuple[OutputSpace, str]:
         return OutputSpace("regions", frozen, order), "regions"
     ids = sorted(int(v) for v in labels.values())
     if ids != list(range(len(ids))):
-        raise ValueError(f"Labels {dict(labels)} are not consecutive 0..{len(ids) - 1}; nnU-Net requires that.")
+        raise InvalidInput(f"Labels {dict(labels)} are not consecutive 0..{len(ids) - 1}; nnU-Net requires that.")
     return OutputSpace("softmax", tuple(sorted(labels.items(), key=lambda item: int(item[1])))), "softmax"
 
 
@@ -83,11 +88,11 @@ def common_space(dataset_jsons: Sequence[Mapping], names: Sequence[str]) -> tupl
     first, first_json = spaces[0][0], dataset_jsons[0]
     for name, (space, _), dataset_json in zip(names, spaces, dataset_jsons):
         if space != first:
-            raise ValueError(f"Ensemble members must predict the same structures: {names[0]} gives "
+            raise InvalidInput(f"Ensemble members must predict the same structures: {names[0]} gives "
                              f"{first.kind} {dict(first.labels)} but {name} gives {space.kind} {dict(space.labels)}. "
                              f"Combine only models trained on the same labels.")
         if dataset_json["file_ending"] != first_json["file_ending"]:
-            raise ValueError(f"Ensemble members write different file types: {names[0]} "
+            raise InvalidInput(f"Ensemble members write different file types: {names[0]} "
                              f"{first_json['file_ending']}, {name} {dataset_json['file_ending']}.")
     return first, [kind for _, kind in spaces]
 
@@ -100,7 +105,7 @@ def to_space(probabilities: np.ndarray, export_kind: str, space: OutputSpace) ->
     elif export_kind == "level_softmax":
         probabilities = cumulative_from_softmax(probabilities).astype(np.float32)
     if probabilities.shape[0] != space.num_channels:
-        raise ValueError(f"Probabilities with {probabilities.shape[0]} channels cannot be {space.kind} outputs with "
+        raise InvalidInput(f"Probabilities with {probabilities.shape[0]} channels cannot be {space.kind} outputs with "
                          f"{space.num_channels} channels (labels {dict(space.labels)}).")
     return probabilities
 
@@ -154,14 +159,14 @@ class WeightedAccumulator:
     def add(self, probabilities: np.ndarray, weight: float) -> None:
         """Adds one member (already in the output space); ``probabilities`` may be freed afterwards."""
         if weight < 0:
-            raise ValueError(f"Ensemble weights must be >= 0, got {weight}.")
+            raise InvalidInput(f"Ensemble weights must be >= 0, got {weight}.")
         if self.total is None:
             self.total = np.zeros(probabilities.shape, np.float32)
             if self.track_disagreement:
                 self.foreground = np.zeros(probabilities.shape[1:], np.float64)
                 self.foreground_sq = np.zeros(probabilities.shape[1:], np.float64)
         elif probabilities.shape != self.total.shape:
-            raise ValueError(f"Member {self.members + 1} predicts shape {probabilities.shape[1:]} but the first member "
+            raise InvalidInput(f"Member {self.members + 1} predicts shape {probabilities.shape[1:]} but the first member "
                              f"{self.total.shape[1:]}: members must give probabilities on the same image grid.")
         self.total += np.float32(weight) * probabilities
         if self.track_disagreement:
@@ -174,100 +179,14 @@ class WeightedAccumulator:
     def mean(self) -> np.ndarray:
         """The weighted mean probabilities (weights normalised by their sum)."""
         if self.total is None or self.weight <= 0:
-            raise ValueError("No ensemble member with a positive weight was added.")
+            raise InvalidInput("No ensemble member with a positive weight was added.")
         return self.total / np.float32(self.weight)
 
     def disagreement(self) -> np.ndarray:
         """Weighted standard deviation over members of the foreground probability (0 = all members agree)."""
         if not self.track_disagreement:
-            raise ValueError("Disagreement was not tracked; create the accumulator with track_disagreement=True.")
+            raise InvalidInput("Disagreement was not tracked; create the accumulator with track_disagreement=True.")
         if self.weight <= 0:
-            raise ValueError("No ensemble member with a positive weight was added.")
+            raise InvalidInput("No ensemble member with a positive weight was added.")
         variance = self.foreground_sq / self.weight - (self.foreground / self.weight) ** 2
         return np.sqrt(np.clip(variance, 0.0, None)).astype(np.float32)
-
-
-def read_weights(path: str | Path) -> dict:
-    """A ``weights.json`` written by ``radconf_find_ensemble_weights`` (members, weights, validation cases).
-
-    Raises:
-        ValueError: the file is not such a file, or its weights are not on the simplex.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Weights file {path} does not exist; create it with radconf_find_ensemble_weights.")
-    data = json.loads(path.read_text())
-    if not isinstance(data, dict) or "weights" not in data or "members" not in data:
-        raise ValueError(f"{path} is not a radconf weights file (needs 'members' and 'weights').")
-    weights = np.asarray(data["weights"], dtype=np.float64)
-    if len(weights) != len(data["members"]) or (weights < 0).any() or not np.isclose(weights.sum(), 1.0, atol=1e-6):
-        raise ValueError(f"{path}: weights {weights.tolist()} must be one non-negative number per member summing to "
-                         f"1.")
-    return data
-
-
-def check_weights(weights: Sequence[float] | None, count: int) -> np.ndarray:
-    """``weights`` as a float array normalised to sum 1 (None: equal weights)."""
-    if weights is None:
-        return np.full(count, 1.0 / count)
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (count,) or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"Give one non-negative weight per member ({count}) with a positive sum; got "
-                         f"{weights.tolist()}.")
-    return weights / weights.sum()
-
-
-def require_same_cases(cases_by_member: Mapping[str, set[str]], fix: str) -> list[str]:
-    """The sorted cases when every member has the same ones; else a ValueError naming a member and its missing cases
-    (ending with ``fix``)."""
-    union = set().union(*cases_by_member.values())
-    for name, cases in cases_by_member.items():
-        missing = sorted(union - cases)
-        if missing:
-            raise ValueError(f"{name} has no probabilities of {len(missing)} case(s) that other members have "
-                             f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}). {fix}")
-    return sorted(union)
-
-
-def model_key(spec_text: str) -> tuple[int, str, str, str]:
-    """(dataset id, trainer, plans, configuration) of a model spec: what identifies a member (folds may differ
-    between fitting on cross-validation and predicting)."""
-    from radconf.dataset_checks import dataset_id_of
-    from radconf.inference import ModelSpec
-
-    spec = ModelSpec.parse(spec_text)
-    return dataset_id_of(spec.dataset), spec.trainer, spec.plans, spec.configuration
-
-
-def folder_model(folder: str | Path) -> str | None:
-    """The model spec of a prediction folder, when it can be told: ``radconf_model.json`` (written by
-    ``radconf_predict``) or the path of a trained model's ``fold_X/validation``; else None."""
-    folder = Path(folder).resolve()
-    record = folder / "radconf_model.json"
-    if record.is_file():
-        return json.loads(record.read_text())["model"]
-    parts = folder.parts
-    if len(parts) >= 4 and parts[-1] == "validation" and parts[-2].startswith("fold_"):
-        pieces = parts[-3].split("__")
-        if len(pieces) == 3 and parts[-4].startswith("Dataset"):
-            return ":".join([parts[-4], *pieces, parts[-2][len("fold_"):]])
-    return None
-
-
-def match_weights(members: Sequence[str], weights_file: dict, where: str = "weights.json") -> np.ndarray:
-    """The weights of ``members`` (model specs) from a weights file, matched by dataset, trainer, plans and
-    configuration.
-
-    Raises:
-        ValueError: a member is not in the file, or the file weighs a model that is not among the members.
-    """
-    fitted = {model_key(m): float(w) for m, w in zip(weights_file["members"], weights_file["weights"])}
-    keys = [model_key(m) for m in members]
-    unknown = [m for m, k in zip(members, keys) if k not in fitted]
-    left_out = [m for m in weights_file["members"] if model_key(m) not in keys]
-    if unknown or left_out:
-        raise ValueError(f"The members must be the models {where} was fitted for: "
-                         + (f"not in it: {', '.join(unknown)}. " if unknown else "")
-                         + (f"missing here: {', '.join(left_out)}. " if left_out else "")
-                         + "Refit the weights for this pool with radconf_find_ensemble_weights.")
-    return np.array([fitted[k] for k in keys])

@@ -13,14 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
+from radconf.errors import InvalidInput
+from radconf.nnunet_compat.checkpoints import unwrap_network
+
 DISTANCE_FOLDER = "distance_maps"
 
 
 @contextmanager
 def _distance_output(network):
-    module = getattr(network, "_orig_mod", network)
+    module = unwrap_network(network)
     if not hasattr(module, "output_mode"):
-        raise ValueError("This model has no distance-map head; --save_distance needs a trainer with one "
+        raise InvalidInput("This model has no distance-map head; --save_distance needs a trainer with one "
                          "(e.g. DistanceMapTrainer, AnatomyGuidedMultiTaskTrainer).")
     module.output_mode = "distance"
     try:
@@ -62,8 +65,8 @@ def export_distance_maps(predictor, input_folder: str | Path, output_folder: str
     import torch
     from tqdm import tqdm
 
-    from radconf.io import atomic_write_image
-    from radconf.distance_maps import denormalise_distance
+    from radconf.anatomy.distance import denormalise_distance
+    from radconf.io.files import atomic_write_image
 
     settings = json.loads(Path(settings_file).read_text())
     signed, scale = bool(settings["signed"]), float(settings["scale_mm"])

@@ -1,0 +1,52 @@
+"""radconf's prediction API: the one module that knows every method.
+
+``predict`` runs one model (nnU-Net's predictor, folds averaged) or a weighted ensemble; either may be a confidence
+model (level maps), an anatomy-channel model (organ masks from a folder or from an organ model run first) or, for
+one model, a distance-head model (distance maps). The options of each method come as one small dataclass.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from radconf.anatomy.inputs import AnatomyInputs
+from radconf.confidence.outputs import LevelOutputs
+from radconf.ensembles.prediction import EnsembleOptions, predict_ensemble
+from radconf.errors import InvalidInput
+from radconf.inference import RunOptions, predict_model
+from radconf.models import ModelSpec
+
+__all__ = ["AnatomyInputs", "EnsembleOptions", "LevelOutputs", "ModelSpec", "RunOptions", "predict"]
+
+
+def predict(input_folder: str | Path, output_folder: str | Path, models: Sequence[ModelSpec], *,
+            run: RunOptions = RunOptions(), levels: LevelOutputs = LevelOutputs(),
+            anatomy: AnatomyInputs = AnatomyInputs(), ensemble: EnsembleOptions | None = None,
+            save_distance: bool = False) -> list[str]:
+    """Predicts every case of ``input_folder`` into ``output_folder``.
+
+    Args:
+        input_folder: images named ``CASE_XXXX<file_ending>``.
+        output_folder: where segmentations (and optional outputs) go.
+        models: one model (nnU-Net's prediction, its folds averaged) or several (a weighted ensemble).
+        run: device, sliding window, workers, probabilities.
+        levels: confidence models: P(level >= c) maps and masks at chosen levels.
+        anatomy: anatomy-channel models given the images only: organ label maps or an organ model.
+        ensemble: weights and disagreement map; given (or several models), the models run as an ensemble.
+        save_distance: distance-head models (one model only): distance maps in mm (``distance_maps/``).
+
+    Returns:
+        The case identifiers predicted.
+
+    Raises:
+        ValueError: no model, or options that do not apply to the models given.
+    """
+    if not models:
+        raise InvalidInput("Give at least one model spec.")
+    if len(models) > 1 or ensemble is not None:
+        if save_distance:
+            raise InvalidInput("--save_distance is not available for ensembles; predict with the distance model alone.")
+        return predict_ensemble(input_folder, output_folder, models, ensemble=ensemble or EnsembleOptions(), run=run,
+                                levels=levels, anatomy=anatomy)
+    return predict_model(input_folder, output_folder, models[0], run=run, levels=levels, anatomy=anatomy,
+                         save_distance=save_distance)

@@ -1,0 +1,58 @@
+"""Torch devices and thread settings.
+
+``make_device`` only checks and names a device; it may run any number of times in one process (an ensemble loads one
+predictor per member, a two-stage prediction two). Thread settings are process-wide and torch accepts
+``set_num_interop_threads`` once, before any parallel work: ``configure_threads`` applies them once per process and
+is called by the entry points (``radconf_train``, ``radconf_predict``), as nnU-Net's own entry points do.
+"""
+from __future__ import annotations
+
+import multiprocessing
+
+from radconf.errors import InvalidInput
+
+DEVICES = ("cpu", "cuda", "mps")
+_configured: list[str] = []  # the device the threads were configured for, once per process
+
+
+def default_device() -> str:
+    """``cuda`` when available, else ``cpu`` (nnU-Net's default of cuda fails on a laptop)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def make_device(name: str | None):
+    """The ``torch.device`` for ``-device NAME`` (None = cuda when available, else cpu); changes no settings.
+
+    Raises:
+        ValueError: an unknown device, or cuda without a CUDA GPU.
+    """
+    import torch
+
+    name = name or default_device()
+    if name not in DEVICES:
+        raise InvalidInput(f"-device must be cpu, cuda or mps, got {name!r}.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput("-device cuda was requested but torch sees no CUDA GPU; use -device cpu, or install a CUDA "
+                         "build of torch.")
+    return torch.device(name)
+
+
+def configure_threads(name: str | None) -> None:
+    """nnU-Net's thread settings for a device, applied once per process (later calls change nothing).
+
+    CPU: torch uses every core. CUDA: one intra-op and one inter-op thread (the GPU does the work; more threads only
+    contend with the data-loading workers).
+    """
+    import torch
+
+    if _configured:
+        return
+    name = name or default_device()
+    if name == "cpu":
+        torch.set_num_threads(multiprocessing.cpu_count())
+    elif name == "cuda":
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)
+    _configured.append(name)

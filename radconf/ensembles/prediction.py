@@ -1,0 +1,132 @@
+"""Running weighted ensembles: from images (``radconf_predict -m SPEC ...``) or from saved probabilities
+(``radconf_ensemble -i DIR ...``).
+
+Both go case by case: each member's probabilities of the case (nnU-Net's sliding window, fold averaging and
+resampling back to the image grid, or a saved ``CASE.npz``) are converted into the ensemble's output space and
+added to a ``WeightedAccumulator``, then freed, so memory holds one member's map and the running sum, whatever the
+number of members. The mixture is decoded (argmax; monotone level counting for confidence models) and written
+atomically, with optional ``CASE.npz`` (the ensemble's probabilities), a disagreement map (weighted standard
+deviation of the members' foreground probability, ``disagreement/CASE<ending>``) and, for confidence models, the
+level outputs of ``radconf.ordinal_outputs``. ``ensemble.json`` records the members and weights.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from radconf.anatomy.inputs import AnatomyInputs
+from radconf.confidence.outputs import LevelOutputs
+from radconf.ensembles.outputs import finish_outputs, write_case, write_ensemble_record
+from radconf.ensembles.space import (
+    OutputSpace,
+    WeightedAccumulator,
+    common_space,
+    to_space,
+)
+from radconf.ensembles.weights import check_weights
+from radconf.errors import InvalidInput
+from radconf.inference import RunOptions, anatomy_input_folder, load_predictor
+from radconf.io.cases import check_input_folder
+from radconf.models import ModelSpec
+from radconf.nnunet_compat.export import probabilities_on_image_grid
+
+
+@dataclass(frozen=True)
+class EnsembleOptions:
+    """How the members are mixed.
+
+    Attributes:
+        weights: one per member, normalised to sum 1; None = equal weights. Members with weight 0 are not run.
+        save_disagreement: also write the members' weighted standard deviation of the foreground probability
+            (``disagreement/CASE<ending>``).
+    """
+
+    weights: tuple[float, ...] | None = None
+    save_disagreement: bool = False
+
+
+def predict_ensemble(input_folder: str | Path, output_folder: str | Path, members: Sequence[ModelSpec], *,
+                     ensemble: EnsembleOptions = EnsembleOptions(), run: RunOptions = RunOptions(),
+                     levels: LevelOutputs = LevelOutputs(), anatomy: AnatomyInputs = AnatomyInputs()) -> list[str]:
+    """Predicts every case of ``input_folder`` with the weighted ensemble of ``members``.
+
+    Args:
+        input_folder: images ``CASE_XXXX<ending>``; all members must take the same input channels.
+        output_folder: segmentations ``CASE<ending>`` and the optional outputs.
+        members: model specs.
+        ensemble: weights and the disagreement map.
+        run: as for one model; ``save_probabilities`` writes the ensemble's ``CASE.npz`` (output space, image grid);
+            ``num_processes`` is used by a two-stage organ model only (the ensemble itself runs case by case).
+        levels: confidence ensembles: P(level >= c) maps, masks level >= L.
+        anatomy: anatomy-channel members: where their organ masks come from.
+
+    Returns:
+        The case identifiers of the input folder.
+
+    Raises:
+        ValueError: members disagree on structures, inputs or image grid; bad weights.
+    """
+    from tqdm import tqdm
+
+    weights = check_weights(ensemble.weights, len(members))
+    if len(members) == 1 and ensemble.save_disagreement:
+        raise InvalidInput("A disagreement map needs at least two ensemble members.")
+    active = [(spec, float(w)) for spec, w in zip(members, weights) if w > 0]
+    predictors = [load_predictor(spec, device=run.device, tile_step_size=run.tile_step_size,
+                                 use_mirroring=run.use_mirroring) for spec, _ in active]
+    space, kinds = _check_members([str(spec) for spec, _ in active], predictors)
+    output_folder = Path(output_folder)
+    first_json = predictors[0].dataset_json
+    ending, num_channels = first_json["file_ending"], len(first_json["channel_names"])
+    with anatomy_input_folder(input_folder, output_folder, first_json, anatomy, run) as folder:
+        cases = check_input_folder(Path(folder), ending, num_channels)
+        write_ensemble_record(output_folder, space, first_json, predictors[0].plans_manager.plans,
+                              [str(s) for s in members], weights)
+        for case in tqdm(cases, desc="Ensemble", unit="case"):
+            if not run.overwrite and (output_folder / f"{case}{ending}").is_file():
+                continue
+            files = [str(Path(folder) / f"{case}_{c:04d}{ending}") for c in range(num_channels)]
+            accumulator = WeightedAccumulator(space, track_disagreement=ensemble.save_disagreement)
+            properties = _accumulate_members(files, active, predictors, kinds, space, accumulator)
+            writer = predictors[0].plans_manager.image_reader_writer_class()
+            write_case(output_folder, case, ending, accumulator, space,
+                       run.save_probabilities or space.kind == "cumulative",
+                       lambda seg, tmp: writer.write_seg(seg, tmp, properties))
+    finish_outputs(output_folder, space, ending, run.save_probabilities, levels.probabilities, levels.masks)
+    return cases
+
+
+def _check_members(names: Sequence[str], predictors: Sequence) -> tuple[OutputSpace, list[str]]:
+    """The ensemble's output space and each member's kind; members must take the same input channels."""
+    space, kinds = common_space([p.dataset_json for p in predictors], names)
+    first_json = predictors[0].dataset_json
+    for name, predictor in zip(names, predictors):
+        if predictor.dataset_json["channel_names"] != first_json["channel_names"]:
+            raise InvalidInput(f"Ensemble members must take the same input channels: {names[0]} takes "
+                             f"{first_json['channel_names']}, {name} takes {predictor.dataset_json['channel_names']}.")
+    return space, kinds
+
+
+def _accumulate_members(files: list[str], active: Sequence[tuple[ModelSpec, float]], predictors: Sequence,
+                        kinds: Sequence[str], space: OutputSpace, accumulator: WeightedAccumulator) -> dict:
+    """Adds every member's probabilities of one case to ``accumulator``; returns nnU-Net's image properties.
+
+    Members with the same plans and configuration share one preprocessing of the case.
+    """
+    import torch
+
+    preprocessed: dict[tuple, tuple] = {}
+    for (spec, weight), predictor, kind in zip(active, predictors, kinds):
+        key = (spec.dataset, spec.plans, spec.configuration)
+        if key not in preprocessed:
+            preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
+            data, _, properties = preprocessor.run_case(files, None, predictor.plans_manager,
+                                                        predictor.configuration_manager, predictor.dataset_json)
+            preprocessed[key] = (data, properties)
+        data, properties = preprocessed[key]
+        with torch.no_grad():
+            logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
+        accumulator.add(to_space(probabilities_on_image_grid(logits, predictor, properties), kind, space), weight)
+        del logits
+    return next(iter(preprocessed.values()))[1]

@@ -1,0 +1,7 @@
+"""Every reach into nnU-Net's internals, each guarded by a fast tripwire test in ``tests/nnunet_compat/``.
+
+- ``checkpoints``: safe checkpoint loading, trainer-state restore (nnU-Net's dict branch is broken in 2.8.1),
+  the plain network under DDP/``torch.compile`` wrappers;
+- ``substitution``: a data loader or predictor class swapped into nnU-Net's trainer module for one call;
+- ``export``: logits -> probabilities on the image grid with nnU-Net's export function.
+"""
