@@ -19,7 +19,7 @@ from radconf.anatomy.inputs import (
     assemble_anatomy_inputs,
     split_channels_present,
 )
-from radconf.confidence.ordinal import RADCONF_KEY, ordinal_levels
+from radconf.confidence.ordinal import ordinal_levels
 from radconf.confidence.outputs import LevelOutputs, finish_level_predictions
 from radconf.devices import make_device
 from radconf.errors import InvalidInput, MissingInput
@@ -28,6 +28,7 @@ from radconf.io.files import atomic_write_json
 from radconf.models import ModelSpec
 from radconf.nnunet_compat.checkpoints import safe_load_checkpoint
 from radconf.paths import require_nnunet_paths
+from radconf.raw.entry import RadconfEntry
 from radconf.registry import find_class
 
 
@@ -167,7 +168,7 @@ def _predict_folder(predictor, spec: ModelSpec, input_folder: Path, output_folde
                     levels: LevelOutputs, save_distance: bool) -> list[str]:
     dataset_json = predictor.dataset_json
     cases = check_input_folder(Path(input_folder), dataset_json["file_ending"], len(dataset_json["channel_names"]))
-    ordinal = (dataset_json.get(RADCONF_KEY) or {}).get("ordinal", False)
+    ordinal = RadconfEntry.of(dataset_json).ordinal
     if levels.requested and not ordinal:
         raise InvalidInput(f"--level and --level_probabilities need a confidence-level model; {spec.trainer} was "
                          f"trained on labels {list(dataset_json['labels'])}.")

@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from radconf.devices import make_device
 from radconf.errors import InvalidInput, MissingInput
-from radconf.nnunet_compat.checkpoints import restore_trainer_state, safe_load_checkpoint, unwrap_network
+from radconf.nnunet_compat.checkpoints import (
+    restore_trainer_state,
+    safe_load_checkpoint,
+    unwrap_network,
+)
 from radconf.paths import require_nnunet_paths
 from radconf.raw.checks import find_dataset_name
 from radconf.registry import find_class
@@ -80,12 +88,84 @@ def _find_resume_checkpoint(output_folder: Path) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How one fold trains, whatever the trainer, plus the trainer's own settings.
+
+    Attributes:
+        epochs: overrides the trainer's number of epochs.
+        iterations_per_epoch: overrides training iterations per epoch; validation iterations per epoch become a
+            fifth of it (at least 1), nnU-Net's default ratio.
+        seed: seeds Python's, numpy's and torch's generators before the network is built (nnU-Net does not seed).
+            Runs repeat exactly only with single-process augmentation (``nnUNet_n_proc_DA=0``) on the same machine
+            and software.
+        validate: run nnU-Net's final validation on the fold's validation cases.
+        export_npz: save validation probabilities (``--npz``).
+        pretrained_weights: checkpoint whose weights initialise the network.
+        disable_checkpointing: do not write checkpoints.
+        settings: trainer-specific settings by name, each one the trainer declares in ``radconf_settings`` (e.g.
+            ``distance_weight`` of a distance-map head, ``class_weights`` of a class-weighted cross-entropy); a
+            setting left out keeps the trainer's default (or what a resumed run recorded).
+    """
+
+    epochs: int | None = None
+    iterations_per_epoch: int | None = None
+    seed: int | None = None
+    validate: bool = True
+    export_npz: bool = False
+    pretrained_weights: str | Path | None = None
+    disable_checkpointing: bool = False
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
+
+
+def declared_settings(trainer_class: type) -> tuple[str, ...]:
+    """The settings a trainer accepts: the ``radconf_settings`` of the classes along its MRO, in MRO order."""
+    names: list[str] = []
+    for klass in trainer_class.__mro__:
+        names += [n for n in vars(klass).get("radconf_settings", ()) if n not in names]
+    return tuple(names)
+
+
+def check_settings(trainer_class: type, settings: Mapping[str, Any]) -> None:
+    """Refuses settings that ``trainer_class`` does not declare, naming those it accepts and trainers that take them.
+
+    Raises:
+        InvalidInput: an undeclared setting.
+    """
+    accepted = declared_settings(trainer_class)
+    unknown = [name for name in settings if name not in accepted]
+    if not unknown:
+        return
+    from radconf.registry import radconf_classes
+
+    hints = []
+    for name in unknown:
+        takers = sorted(n for n, cls in radconf_classes("trainer").items() if name in declared_settings(cls))
+        hints.append(f"{name}: e.g. {', '.join(takers[:3])}" if takers else f"{name}: no radconf trainer")
+    raise InvalidInput(f"Trainer {trainer_class.__name__} does not accept the setting(s) {', '.join(unknown)}; it "
+                       f"accepts {', '.join(accepted) or 'no radconf settings'}. Trainers that take them: "
+                       f"{'; '.join(hints)}.")
+
+
+def configure_trainer(nnunet_trainer, options: TrainingOptions) -> None:
+    """Applies the training length, checkpointing and the (checked) trainer settings of ``options``."""
+    check_settings(type(nnunet_trainer), options.settings)
+    if options.epochs is not None:
+        nnunet_trainer.num_epochs = int(options.epochs)
+    if options.iterations_per_epoch is not None:
+        nnunet_trainer.num_iterations_per_epoch = int(options.iterations_per_epoch)
+        nnunet_trainer.num_val_iterations_per_epoch = max(1, int(options.iterations_per_epoch) // 5)
+    nnunet_trainer.disable_checkpointing = options.disable_checkpointing
+    for name, value in options.settings.items():
+        setattr(nnunet_trainer, name, value)  # an instance attribute: the trainer tells it from its class default
+
+
 def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: str = "nnUNetTrainer",
           plans: str = "nnUNetPlans", device: str | None = None, continue_training: bool = False,
-          only_validation: bool = False, export_npz: bool = False, pretrained_weights: str | None = None,
-          epochs: int | None = None, iterations_per_epoch: int | None = None, validate: bool = True,
-          disable_checkpointing: bool = False, seed: int | None = None,
-          distance_weight: float | None = None, class_weights: list[float] | None = None) -> Path:
+          only_validation: bool = False, options: TrainingOptions = TrainingOptions()) -> Path:
     """Trains (or resumes, or only validates) one fold, like ``nnUNetv2_train``.
 
     Args:
@@ -97,53 +177,44 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
         device: ``cpu``, ``cuda`` or ``mps``; None picks cuda when available, else cpu.
         continue_training: resume from the latest checkpoint (nnU-Net's ``--c``).
         only_validation: only run the final validation of a finished training (``--val``).
-        export_npz: save validation probabilities (``--npz``).
-        pretrained_weights: checkpoint whose weights initialise the network.
-        epochs: overrides the trainer's number of epochs.
-        iterations_per_epoch: overrides training iterations per epoch; validation iterations per epoch become
-            a fifth of it (at least 1), nnU-Net's default ratio.
-        validate: run nnU-Net's final validation on the fold's validation cases.
-        disable_checkpointing: do not write checkpoints.
-        seed: seeds Python's, numpy's and torch's generators before the network is built (nnU-Net does not seed).
-            Runs repeat exactly only with single-process augmentation (``nnUNet_n_proc_DA=0``) on the same machine
-            and software.
-        distance_weight: weight (lambda) of a distance-map head's MSE term; None keeps the trainer's (or, with
-            ``continue_training``, the one recorded in ``distance_head.json``).
-        class_weights: class-weighted cross-entropy trainers: one weight per class, background first; None keeps
-            the one recorded by a resumed run, else the reciprocal training-set frequencies.
+        options: training length, seed, validation, pretrained weights and the trainer's own settings.
 
     Returns:
         The fold's output folder.
+
+    Raises:
+        InvalidInput: exclusive modes combined, or a setting the trainer does not declare.
+        MissingInput: a checkpoint or pretrained weights that do not exist.
     """
     if continue_training and only_validation:
         raise InvalidInput("--c and --val exclude each other: --c resumes training, --val only validates.")
-    if continue_training and pretrained_weights:
+    if continue_training and options.pretrained_weights:
         raise InvalidInput("Pretrained weights only initialise a new training; drop -pretrained_weights with --c.")
-    if seed is not None:
-        seed_everything(seed)
+    check_settings(find_class(trainer, "trainer"), options.settings)  # before anything is built or written
+    if options.seed is not None:
+        seed_everything(options.seed)
     nnunet_trainer = build_trainer(dataset, configuration, fold, trainer=trainer, plans=plans, device=device,
                                    continue_training=continue_training)
-    if epochs is not None:
-        nnunet_trainer.num_epochs = int(epochs)
-    if iterations_per_epoch is not None:
-        nnunet_trainer.num_iterations_per_epoch = int(iterations_per_epoch)
-        nnunet_trainer.num_val_iterations_per_epoch = max(1, int(iterations_per_epoch) // 5)
-    nnunet_trainer.disable_checkpointing = disable_checkpointing
-    if distance_weight is not None:
-        if not hasattr(nnunet_trainer, "distance_weight"):
-            raise InvalidInput(f"--distance_weight applies to trainers with a distance-map head (e.g. "
-                             f"DistanceMapTrainer, AnatomyGuidedMultiTaskTrainer), not to {trainer}.")
-        if distance_weight < 0:
-            raise InvalidInput(f"--distance_weight must be >= 0, got {distance_weight}.")
-        nnunet_trainer.distance_weight = float(distance_weight)
-    if class_weights is not None:
-        if not hasattr(nnunet_trainer, "class_weights"):
-            raise InvalidInput(f"--ce_weights applies to class-weighted cross-entropy trainers (e.g. "
-                             f"WeightedCELossTrainer), not to {trainer}.")
-        nnunet_trainer.class_weights = [float(w) for w in class_weights]
+    configure_trainer(nnunet_trainer, options)
     output_folder = Path(nnunet_trainer.output_folder)
-    _record_overrides(output_folder, epochs, iterations_per_epoch)
+    _record_overrides(output_folder, options.epochs, options.iterations_per_epoch)
+    _load_start_state(nnunet_trainer, output_folder, continue_training, only_validation, options.pretrained_weights)
 
+    if nnunet_trainer.device.type == "cuda":
+        from torch.backends import cudnn
+
+        cudnn.deterministic = False
+        cudnn.benchmark = True
+    if not only_validation:
+        nnunet_trainer.run_training()
+    if options.validate or only_validation:
+        nnunet_trainer.perform_actual_validation(options.export_npz)
+    return output_folder
+
+
+def _load_start_state(nnunet_trainer, output_folder: Path, continue_training: bool, only_validation: bool,
+                      pretrained_weights: str | Path | None) -> None:
+    """Restores the checkpoint to resume or validate from, or loads pretrained weights into a new network."""
     checkpoint = None
     if continue_training:
         checkpoint = _find_resume_checkpoint(output_folder)
@@ -160,17 +231,6 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
         load_pretrained_weights(nnunet_trainer.network, pretrained_weights)
     if checkpoint is not None:
         restore_trainer_state(nnunet_trainer, safe_load_checkpoint(checkpoint))
-
-    if nnunet_trainer.device.type == "cuda":
-        from torch.backends import cudnn
-
-        cudnn.deterministic = False
-        cudnn.benchmark = True
-    if not only_validation:
-        nnunet_trainer.run_training()
-    if validate or only_validation:
-        nnunet_trainer.perform_actual_validation(export_npz)
-    return output_folder
 
 
 def training_label_counts(trainer, num_labels: int):

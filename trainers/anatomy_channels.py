@@ -10,19 +10,18 @@
 - encoding: ``radconf.anatomy.encode_anatomy`` then gives the network binary masks, or masks filled with the CT
   channel (``"ct"``), for training patches and, through ``AnatomyPredictor``, for whole images at inference.
 """
-# no ``from __future__ import annotations``: __init__'s signature must equal nnUNetTrainer.__init__'s
+from __future__ import annotations
+
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import (
-    nnUNetTrainerNoDA,
-)
 
 from radconf.anatomy.channels import AnatomyChannels, anatomy_of, encode_anatomy
 from radconf.errors import InvalidInput
-from radconf.nnunet_compat.substitution import substitute_in_trainer_module
+from radconf.trainers.input_steps import InputStepsMixin
+from radconf.trainers.no_augmentation import no_augmentation
 
 
 class AnatomyToSegmentation(BasicTransform):
@@ -76,7 +75,10 @@ def with_anatomy_channels(transforms, anatomy: AnatomyChannels, num_channels: in
 
 
 class AnatomyPredictor(nnUNetPredictor):
-    """nnU-Net's predictor that encodes the anatomy channels of each preprocessed image before the sliding window."""
+    """nnU-Net's predictor that encodes the anatomy channels of each preprocessed image before the sliding window.
+
+    ``AnatomyChannelsMixin``'s input step (``radconf.trainers.input_steps``): it composes with other steps.
+    """
 
     @torch.inference_mode()
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> torch.Tensor:
@@ -88,10 +90,14 @@ class AnatomyPredictor(nnUNetPredictor):
         return super().predict_sliding_window_return_logits(encode_anatomy(input_image, anatomy))
 
 
-class AnatomyChannelsMixin:
-    """Anatomy channels for any nnU-Net trainer: ``class MyTrainer(AnatomyChannelsMixin, SomeTrainer)``."""
+class AnatomyChannelsMixin(InputStepsMixin):
+    """Anatomy channels for any nnU-Net trainer: ``class MyTrainer(AnatomyChannelsMixin, SomeTrainer)``.
 
-    predictor_class = AnatomyPredictor
+    Inference and the final validation encode the masks with ``AnatomyPredictor``, composed with the input steps of
+    other mixins (e.g. slice context) into the trainer's ``predictor_class``.
+    """
+
+    input_predictor = AnatomyPredictor
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -111,14 +117,9 @@ class AnatomyChannelsMixin:
         return with_anatomy_channels(super().get_validation_transforms(*args, **kwargs), self.anatomy,
                                      self.num_image_channels)
 
-    def perform_actual_validation(self, save_probabilities: bool = False):
-        with substitute_in_trainer_module("nnUNetPredictor", self.predictor_class):
-            return super().perform_actual_validation(save_probabilities)
-
 
 class AnatomyChannelsTrainer(AnatomyChannelsMixin, nnUNetTrainer):
     """nnU-Net's default trainer on a dataset with anatomy channels (the paper's AG-UNet)."""
 
 
-class AnatomyChannelsTrainerNoDA(AnatomyChannelsMixin, nnUNetTrainerNoDA):
-    """``AnatomyChannelsTrainer`` without data augmentation (CPU budgets, tests)."""
+AnatomyChannelsTrainerNoDA = no_augmentation(AnatomyChannelsTrainer)

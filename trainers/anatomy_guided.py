@@ -14,22 +14,20 @@ both (AG-MTN)                      ``AnatomyGuidedMultiTaskTrainer`` with anatom
 ``...NoDA`` variants skip data augmentation for CPU budgets; ``AnatomyGuidedMultiTaskTrainerBoundaryDice`` adds the
 paper's boundary-weighted Dice.
 """
-# no ``from __future__ import annotations``: trainer signatures must equal nnUNetTrainer's
+from __future__ import annotations
+
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import (
-    nnUNetTrainerNoDA,
-)
 from radconf.trainers.anatomy_channels import AnatomyChannelsMixin
 from radconf.trainers.dice_variants import BoundaryDiceMixin
 from radconf.trainers.distance_head import DistanceHeadMixin
+from radconf.trainers.no_augmentation import no_augmentation
 
 
 class AnatomyGuidedMultiTaskTrainer(AnatomyChannelsMixin, DistanceHeadMixin, nnUNetTrainer):
     """Anatomy channels + distance-map head on nnU-Net's default trainer."""
 
 
-class AnatomyGuidedMultiTaskTrainerNoDA(AnatomyChannelsMixin, DistanceHeadMixin, nnUNetTrainerNoDA):
-    """``AnatomyGuidedMultiTaskTrainer`` without data augmentation (CPU budgets, tests)."""
+AnatomyGuidedMultiTaskTrainerNoDA = no_augmentation(AnatomyGuidedMultiTaskTrainer)
 
 
 class AnatomyGuidedMultiTaskTrainerBoundaryDice(BoundaryDiceMixin, AnatomyChannelsMixin, DistanceHeadMixin,

@@ -7,7 +7,8 @@ BCE, ``ConfidenceSoftmaxTrainer`` is the multi-class softmax baseline on the sam
 validation with the continuous Dice and the per-level table of radconf's evaluation
 (``fold_X/validation/confidence_evaluation``).
 """
-# no ``from __future__ import annotations``: __init__'s signature must equal nnUNetTrainer.__init__'s, not strings
+from __future__ import annotations
+
 import json
 import warnings
 from pathlib import Path
@@ -16,9 +17,6 @@ import numpy as np
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import (
-    nnUNetTrainerNoDA,
-)
 from radconf.trainers.slice_context import SliceContextMixin
 
 from radconf.confidence.ordinal import (
@@ -28,6 +26,7 @@ from radconf.confidence.ordinal import (
     ordinal_levels,
 )
 from radconf.losses import reciprocal_frequency_weights
+from radconf.trainers.no_augmentation import no_augmentation
 
 
 class _LevelTrainer:
@@ -55,7 +54,38 @@ class _LevelTrainer:
         folder = Path(self.output_folder) / "validation"
         finish_level_predictions(folder, self.num_levels, self.dataset_json["file_ending"],
                                  cumulative=self.cumulative_outputs, keep_npz=save_probabilities)
+        if self.cumulative_outputs:  # the files changed: nnU-Net's summary.json scored its own decoding of them
+            self._recompute_validation_summary(folder)
         self._log_level_metrics(folder)
+
+    def _recompute_validation_summary(self, folder: Path) -> dict:
+        """Rewrites nnU-Net's ``summary.json`` of ``folder`` from the level maps now there, with nnU-Net's evaluation.
+
+        nnU-Net scores its validation files as it exported them (the cumulative regions decoded last-region-wins);
+        radconf then re-decodes them monotonically. Scoring again, with the arguments nnU-Net's validation uses,
+        keeps nnU-Net's format and makes the summary describe the files.
+
+        Returns:
+            nnU-Net's metrics dictionary (as written to ``summary.json``).
+        """
+        import sys
+
+        from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
+
+        labels = self.label_manager
+        regions_or_labels = labels.foreground_regions if labels.has_regions else labels.foreground_labels
+        metrics = compute_metrics_on_folder(
+            str(Path(self.preprocessed_dataset_folder_base) / "gt_segmentations"), str(folder),
+            str(folder / "summary.json"), self.plans_manager.image_reader_writer_class(),
+            self.dataset_json["file_ending"], regions_or_labels, labels.ignore_label, chill=True,
+            num_processes=sys.modules[nnUNetTrainer.__module__].default_num_processes)  # nnU-Net's setting, read now
+        for label in metrics["mean"]:
+            self.logger.log_summary(f"final_val/class_{label}_dice", metrics["mean"][label]["Dice"])
+        self.logger.log_summary("final_val/foreground_dice", metrics["foreground_mean"]["Dice"])
+        self.print_to_log_file(f"validation/summary.json recomputed from the monotonically re-decoded level maps "
+                               f"(nnU-Net's evaluation): mean validation Dice {metrics['foreground_mean']['Dice']:.4f}",
+                               also_print_to_console=True)
+        return metrics
 
     def _log_level_metrics(self, folder: Path) -> None:
         from radconf.evaluation import EvaluationWarning, evaluate_folders
@@ -116,23 +146,13 @@ class ConfidenceSoftmaxTrainer(_LevelTrainer, nnUNetTrainer):
     cumulative_outputs = False
 
 
-# Without data augmentation: converge within CPU budgets (the demo, the phantom benchmark); use the above on real data.
-class ConfidenceTrainerNoDA(ConfidenceTrainer, nnUNetTrainerNoDA):
-    """ConfidenceTrainer without data augmentation."""
-
-
-class ConfidenceTrainerUnweightedNoDA(ConfidenceTrainerUnweighted, nnUNetTrainerNoDA):
-    """ConfidenceTrainerUnweighted without data augmentation."""
-
-
-class ConfidenceSoftmaxTrainerNoDA(ConfidenceSoftmaxTrainer, nnUNetTrainerNoDA):
-    """ConfidenceSoftmaxTrainer without data augmentation."""
-
-
 # 2.5D (the paper's input): 2d configuration, 5 neighbouring slices as channels (trainers/slice_context.py)
 class ConfidenceTrainer2p5D(SliceContextMixin, ConfidenceTrainer):
     """ConfidenceTrainer on 5 neighbouring axial slices as input channels; use with ``-c 2d``."""
 
 
-class ConfidenceTrainer2p5DNoDA(SliceContextMixin, ConfidenceTrainerNoDA):
-    """ConfidenceTrainer2p5D without data augmentation."""
+# Without data augmentation: converge within CPU budgets (the demo, the phantom benchmark); use the above on real data.
+ConfidenceTrainerNoDA = no_augmentation(ConfidenceTrainer)
+ConfidenceTrainerUnweightedNoDA = no_augmentation(ConfidenceTrainerUnweighted)
+ConfidenceSoftmaxTrainerNoDA = no_augmentation(ConfidenceSoftmaxTrainer)
+ConfidenceTrainer2p5DNoDA = no_augmentation(ConfidenceTrainer2p5D)

@@ -4,7 +4,8 @@
 level) by radconf's boundary-weighted Dice (0.8 on boundary voxels, 0.2 elsewhere) or the sensitivity-oriented
 sqrt-Dice; cross-entropy, deep supervision and everything else stay nnU-Net's.
 """
-# no ``from __future__ import annotations``: trainer signatures must equal nnUNetTrainer's
+from __future__ import annotations
+
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from radconf.losses import BoundaryWeightedDiceLoss, SqrtDiceLoss, swap_dice

@@ -15,7 +15,8 @@
 - loss: nnU-Net's segmentation loss (deep supervision included) + ``distance_weight`` * MSE(sigmoid(head), target)
   (tanh for signed maps) at full resolution.
 """
-# no ``from __future__ import annotations``: __init__'s signature must equal nnUNetTrainer.__init__'s
+from __future__ import annotations
+
 import json
 from pathlib import Path
 
@@ -25,15 +26,13 @@ from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import (
-    nnUNetTrainerNoDA,
-)
 from torch import nn
 
 from radconf.anatomy.distance import certified_distance, normalise_distance
 from radconf.errors import InvalidInput
 from radconf.losses import masked_mse
 from radconf.nnunet_compat.checkpoints import unwrap_network
+from radconf.trainers.no_augmentation import no_augmentation
 
 DISTANCE_SETTINGS_FILE = "distance_head.json"
 
@@ -122,10 +121,12 @@ class SegmentationWithDistanceLoss(nn.Module):
 class DistanceHeadMixin:
     """Distance-map head for a softmax nnU-Net trainer: ``class MyTrainer(DistanceHeadMixin, SomeTrainer)``.
 
-    Class attributes (override in a subclass; ``radconf_train --distance_weight`` sets the weight per run):
-    ``distance_weight`` (lambda), ``signed_distance``, ``distance_scale_mm`` (normalisation d / (d + scale)).
+    Class attributes (override in a subclass; the setting ``distance_weight``, ``radconf_train --distance_weight``,
+    sets the weight per run): ``distance_weight`` (lambda), ``signed_distance``, ``distance_scale_mm`` (normalisation
+    d / (d + scale)).
     """
 
+    radconf_settings = ("distance_weight",)
     distance_weight = 1.0
     signed_distance = False
     distance_scale_mm = 20.0
@@ -160,6 +161,9 @@ class DistanceHeadMixin:
         explicit = "distance_weight" in vars(self)
         if path.is_file() and not explicit:
             self.distance_weight = float(json.loads(path.read_text())["distance_weight"])
+        if not float(self.distance_weight) >= 0:
+            raise InvalidInput(f"{type(self).__name__}: distance_weight must be >= 0, got {self.distance_weight}.")
+        self.distance_weight = float(self.distance_weight)
         from radconf.io.files import atomic_write_json
 
         settings = {"distance_weight": self.distance_weight, "signed": self.signed_distance,
@@ -228,5 +232,4 @@ class DistanceMapTrainerSigned(DistanceHeadMixin, nnUNetTrainer):
     signed_distance = True
 
 
-class DistanceMapTrainerNoDA(DistanceHeadMixin, nnUNetTrainerNoDA):
-    """``DistanceMapTrainer`` without data augmentation (CPU budgets, tests)."""
+DistanceMapTrainerNoDA = no_augmentation(DistanceMapTrainer)

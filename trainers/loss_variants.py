@@ -6,7 +6,8 @@ weights from ``radconf_train --ce_weights W0 W1 ...`` (background first) or, by 
 frequency of each class over the fold's training cases. The weights are recorded in ``class_weights.json`` and a
 resumed run (``--c``) reuses them. nnU-Net's default Dice + CE is ``nnUNetTrainer`` itself.
 """
-# no ``from __future__ import annotations``: trainer signatures must equal nnUNetTrainer's
+from __future__ import annotations
+
 import json
 from pathlib import Path
 
@@ -14,9 +15,6 @@ import numpy as np
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import (
-    nnUNetTrainerNoDA,
-)
 from nnunetv2.training.nnUNetTrainer.variants.loss.nnUNetTrainerCELoss import (
     nnUNetTrainerCELoss,
 )
@@ -25,6 +23,7 @@ from nnunetv2.training.nnUNetTrainer.variants.loss.nnUNetTrainerDiceLoss import 
 )
 
 from radconf.errors import InvalidInput
+from radconf.trainers.no_augmentation import no_augmentation
 
 CLASS_WEIGHTS_FILE = "class_weights.json"
 
@@ -47,8 +46,10 @@ class CELossMixin:
 
 
 class WeightedCELossMixin(CELossMixin):
-    """Cross-entropy with one weight per class (``class_weights``; None = reciprocal training-set frequency)."""
+    """Cross-entropy with one weight per class (the setting ``class_weights``, ``radconf_train --ce_weights``; None =
+    the weights a resumed run recorded, else the reciprocal training-set frequency)."""
 
+    radconf_settings = ("class_weights",)
     class_weights = None
 
     def _build_loss(self):
@@ -98,13 +99,6 @@ class WeightedCELossTrainer(WeightedCELossMixin, nnUNetTrainer):
 
 
 # Without data augmentation: CPU budgets (the phantom benchmark); use the above on real data.
-class DiceLossTrainerNoDA(DiceLossMixin, nnUNetTrainerNoDA):
-    """DiceLossTrainer without data augmentation."""
-
-
-class CELossTrainerNoDA(CELossMixin, nnUNetTrainerNoDA):
-    """CELossTrainer without data augmentation."""
-
-
-class WeightedCELossTrainerNoDA(WeightedCELossMixin, nnUNetTrainerNoDA):
-    """WeightedCELossTrainer without data augmentation."""
+DiceLossTrainerNoDA = no_augmentation(DiceLossTrainer)
+CELossTrainerNoDA = no_augmentation(CELossTrainer)
+WeightedCELossTrainerNoDA = no_augmentation(WeightedCELossTrainer)

@@ -11,9 +11,9 @@ Conventions shared by training and inference (both use ``neighbour_index``):
   scan ends where the anatomy does not, so the nearest real slice is a better guess than zeros.
 - the segmentation target is the centre slice only.
 """
-# no ``from __future__ import annotations``: it would turn __init__'s annotations into strings, and radconf's
-# registry test requires the exact signature of nnUNetTrainer.__init__
-from functools import partial
+from __future__ import annotations
+
+from functools import lru_cache, partial
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from radconf.errors import InvalidInput
 from radconf.nnunet_compat.substitution import substitute_in_trainer_module
+from radconf.trainers.input_steps import InputStepsMixin
 
 
 def neighbour_index(centres: torch.Tensor, depth: int, context_slices: int) -> torch.Tensor:
@@ -90,6 +91,7 @@ class SliceContextPredictor(nnUNetPredictor):
     """
 
     context_slices = 5
+    changes_channel_layout = True  # composed after the per-channel input steps (radconf.trainers.input_steps)
 
     @torch.inference_mode()
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> torch.Tensor:
@@ -101,23 +103,32 @@ class SliceContextPredictor(nnUNetPredictor):
         return super().predict_sliding_window_return_logits(stack_neighbour_slices(input_image, self.context_slices))
 
 
-class SliceContextMixin:
+@lru_cache(maxsize=None)
+def _with_context_slices(predictor: type, context_slices: int) -> type:
+    """``predictor`` (a slice-context predictor, maybe composed with other input steps) for ``context_slices``."""
+    if predictor.context_slices == context_slices:
+        return predictor
+    name = f"{predictor.__name__}{context_slices}"
+    return type(name, (predictor,), {"context_slices": context_slices, "__module__": predictor.__module__,
+                                     "__qualname__": name})
+
+
+class SliceContextMixin(InputStepsMixin):
     """2.5D input for any nnU-Net trainer: ``class MyTrainer(SliceContextMixin, SomeTrainer)``; 2d configurations only.
 
-    A subclass that changes ``context_slices`` gets a matching ``predictor_class`` automatically. radconf's
-    ``load_predictor`` uses ``predictor_class``; checkpoints, ``--c`` and pretrained weights are nnU-Net's as usual.
+    Its input step is ``SliceContextPredictor``, composed with the input steps of other mixins (e.g. anatomy channels,
+    which run before the stacking) into the trainer's ``predictor_class``; a subclass that changes ``context_slices``
+    gets a matching ``predictor_class`` automatically. radconf's ``load_predictor`` uses ``predictor_class``;
+    checkpoints, ``--c`` and pretrained weights are nnU-Net's as usual.
     """
 
     context_slices = 5
-    predictor_class = SliceContextPredictor
+    input_predictor = SliceContextPredictor
 
     def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
+        super().__init_subclass__(**kwargs)  # composes predictor_class from the input steps
         check_context_slices(cls.context_slices)
-        predictor = cls.predictor_class
-        if issubclass(predictor, SliceContextPredictor) and predictor.context_slices != cls.context_slices:
-            cls.predictor_class = type(f"{predictor.__name__}{cls.context_slices}", (predictor,),
-                                       {"context_slices": cls.context_slices, "__module__": cls.__module__})
+        cls.predictor_class = _with_context_slices(cls.predictor_class, cls.context_slices)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -140,12 +151,6 @@ class SliceContextMixin:
         loader = partial(SliceContextDataLoader, context_slices=self.context_slices)
         with substitute_in_trainer_module("nnUNetDataLoader", loader):
             return super().get_dataloaders()
-
-    def perform_actual_validation(self, save_probabilities: bool = False):
-        # nnU-Net's validation (or the base trainer's override of it, e.g. confidence levels) with our predictor;
-        # overriding instead would copy ~150 lines of nnU-Net, the substitution lasts only for this call
-        with substitute_in_trainer_module("nnUNetPredictor", self.predictor_class):
-            return super().perform_actual_validation(save_probabilities)
 
 
 class nnUNetTrainerSliceContext5(SliceContextMixin, nnUNetTrainer):

@@ -21,7 +21,7 @@ from radconf.datasets.phantom import writer
 from radconf.datasets.phantom.writer import PhantomDataset, dataset_folder_name
 
 from radconf.errors import MissingInput
-from radconf.io.files import atomic_write_json, publish_staged_folder
+from radconf.io.files import atomic_write_json, staged_folder
 
 MARKER = "radconf_ctv.json"
 GENERATOR = "radconf.datasets.phantom.ctv_dataset"
@@ -84,9 +84,7 @@ def write_ctv_dataset(phantom_folder: str | os.PathLike, raw_root: str | os.Path
         return PhantomDataset(folder, train, test, reused=True)
 
     ending = phantom_json["file_ending"]
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with staged_folder(folder) as staging:  # replaces only an output of ours (overwrite checked above)
         for case, split, ct, ctv in files:
             suffix = "Tr" if split == "train" else "Ts"
             for sub in (f"images{suffix}", f"labels{suffix}"):
@@ -103,8 +101,4 @@ def write_ctv_dataset(phantom_folder: str | os.PathLike, raw_root: str | os.Path
             "radconf": {"derived_from": phantom.name, "test_cases": test, "generator": GENERATOR},
         })
         atomic_write_json(staging / MARKER, params)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    publish_staged_folder(staging, folder)  # replaces only an output of ours (overwrite checked above)
     return PhantomDataset(folder, train, test, reused=False)

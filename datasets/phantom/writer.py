@@ -15,7 +15,6 @@ leaves a half-written dataset. A folder not made by this generator is never modi
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from radconf.io.files import (
     array_to_image,
     atomic_write_image,
     atomic_write_json,
-    publish_staged_folder,
+    staged_folder,
 )
 
 MARKER = "radconf_phantom.json"
@@ -136,13 +135,10 @@ def write_phantom_dataset(raw_root: str | Path, *, dataset_id: int = 501, name: 
                           "--dataset-id"):
         return PhantomDataset(folder, train, test, reused=True)
 
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     cases = [(i, "train") for i in range(num_train)] + [(num_train + i, "test") for i in range(num_test)]
-    for index, split in tqdm(cases, desc="Generating phantom", unit="case", disable=not show_progress):
-        _write_case(staging, generate_case(config, index), split)
-    atomic_write_json(staging / "dataset.json", _dataset_json(config, train, test))
-    atomic_write_json(staging / MARKER, params)
-    publish_staged_folder(staging, folder)  # replaces only an output of ours (overwrite checked above)
+    with staged_folder(folder) as staging:  # replaces only an output of ours (overwrite checked above)
+        for index, split in tqdm(cases, desc="Generating phantom", unit="case", disable=not show_progress):
+            _write_case(staging, generate_case(config, index), split)
+        atomic_write_json(staging / "dataset.json", _dataset_json(config, train, test))
+        atomic_write_json(staging / MARKER, params)
     return PhantomDataset(folder, train, test, reused=False)

@@ -23,12 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from radconf.errors import InvalidInput
-
-RADCONF_KEY = "radconf"
-
-
-ANATOMY_KEY = "anatomy"
-
+from radconf.raw.entry import RadconfEntry
 
 ENCODINGS = ("binary", "ct")
 
@@ -94,7 +89,7 @@ def anatomy_of(dataset_json: Mapping, where: str = "dataset.json") -> AnatomyCha
     Raises:
         ValueError: a declared channel that the dataset does not have, or one that nnU-Net would normalise.
     """
-    entry = (dataset_json.get(RADCONF_KEY) or {}).get(ANATOMY_KEY)
+    entry = RadconfEntry.of(dataset_json, where).anatomy
     if not entry:
         return None
     anatomy = AnatomyChannels.from_json(entry, where)

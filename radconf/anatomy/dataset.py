@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,11 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from radconf.anatomy.channels import ENCODINGS, MASK_CHANNEL_NAME, AnatomyChannels
-from radconf.anatomy.inputs import cut_masks, grid_problem, read_geometry, write_on_grid
+from radconf.anatomy.inputs import cut_masks, grid_problem, write_on_grid
 from radconf.errors import InvalidInput, MissingInput
 from radconf.io.cases import case_channels
-from radconf.io.files import atomic_write_json, publish_staged_folder
+from radconf.io.files import atomic_write_json, staged_folder
+from radconf.io.images import read_geometry
 from radconf.raw.checks import check_output_dataset, resolve_source_folder
+from radconf.raw.derived import derived_target, raise_problems
+from radconf.raw.entry import written_by
 
 GENERATOR = "radconf.anatomy_dataset"
 
@@ -140,11 +142,7 @@ def _model_source(spec_text: str, results_root: Path, train_cases: Sequence[str]
 
 
 def _written_by_us(folder: Path) -> bool:
-    try:
-        entry = json.loads((folder / "dataset.json").read_text()).get("radconf")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(entry, dict) and entry.get("generator") == GENERATOR
+    return written_by(folder, GENERATOR)
 
 
 def _select(source_labels: Mapping, anatomy_source: _AnatomySource, anatomy: Sequence[str],
@@ -307,20 +305,12 @@ def make_anatomy_dataset(source: str | os.PathLike, dataset_id: int, name: str |
         raise InvalidInput(f"Unknown anatomy encoding {encoding!r}; use one of {', '.join(ENCODINGS)}.")
     if not anatomy:
         raise InvalidInput("Name at least one anatomy structure (--anatomy bladder rectum ...).")
-    if not 1 <= dataset_id <= 999:
-        raise InvalidInput(f"Dataset id (-d) must be between 1 and 999, got {dataset_id}.")
-    if raw_root is None or (anatomy_model is not None and results_root is None):
+    target = derived_target(source, dataset_id, name, "Anatomy", raw_root)
+    source_folder, folder, name = target.source, target.folder, target.name
+    if anatomy_model is not None and results_root is None:
         from radconf.paths import require_nnunet_paths
 
-        paths = require_nnunet_paths()
-        raw_root, results_root = raw_root or paths.raw, results_root or paths.results
-    raw_root = Path(raw_root)
-    source_folder = resolve_source_folder(source, raw_root)
-    source_name = re.sub(r"^Dataset\d{3}_", "", source_folder.name)
-    name = name or f"{source_name}Anatomy"
-    if not re.fullmatch(r"\w+", name):
-        raise InvalidInput(f"Dataset name (-n) {name!r} may hold only letters, digits and underscores.")
-    folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
+        results_root = require_nnunet_paths().results
     source_json = _read_dataset_json(source_folder)
     source_where = str(source_folder / "dataset.json")
     ending = source_json.get("file_ending", ".nii.gz")
@@ -331,7 +321,7 @@ def make_anatomy_dataset(source: str | os.PathLike, dataset_id: int, name: str |
     if anatomy_model is not None:
         kind = _model_source(anatomy_model, Path(results_root), train_cases, problems)
     elif anatomy_dataset is not None:
-        other = resolve_source_folder(anatomy_dataset, raw_root)
+        other = resolve_source_folder(anatomy_dataset, target.raw_root)
         other_json = _read_dataset_json(other)
         kind = _AnatomySource("dataset", other.name, other_json["labels"], str(other / "dataset.json"),
                               _label_maps(other, other_json.get("file_ending", ending)), other)
@@ -342,10 +332,7 @@ def make_anatomy_dataset(source: str | os.PathLike, dataset_id: int, name: str |
                          "radconf_anatomy_dataset", _written_by_us)
     targets = _select(source_json["labels"], kind, anatomy, targets, source_where, problems)
     cases = _scan_cases(source_folder, ending, len(channel_names), kind, problems)
-    if problems:
-        shown = problems[:30] + ([f"... and {len(problems) - 30} more"] if len(problems) > 30 else [])
-        raise InvalidInput(f"radconf_anatomy_dataset: {len(problems)} problem(s), nothing written:\n  "
-                         + "\n  ".join(shown))
+    raise_problems("radconf_anatomy_dataset", problems)
 
     label_ids = {n: int(kind.labels[n]) for n in anatomy}
     declaration = AnatomyChannels(channels={len(channel_names) + i: n for i, n in enumerate(anatomy)},
@@ -356,21 +343,15 @@ def make_anatomy_dataset(source: str | os.PathLike, dataset_id: int, name: str |
     train = [c.case for c in cases if c.split == "train"]
     test = [c.case for c in cases if c.split == "test"]
 
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    for sub in ("imagesTr", "labelsTr") + (("imagesTs", "labelsTs") if test else ()):
-        (staging / sub).mkdir(parents=True)
     warnings: list[str] = []
-    try:
+    with staged_folder(folder) as staging:  # replaces only an earlier output of ours (overwrite checked above)
+        for sub in ("imagesTr", "labelsTr") + (("imagesTs", "labelsTs") if test else ()):
+            (staging / sub).mkdir(parents=True)
         for case in tqdm(cases, desc="radconf_anatomy_dataset", unit="case", disable=not progress):
             warnings += _write_case(case, staging, ending, declaration, label_ids, target_map)
         atomic_write_json(staging / "dataset.json", _dataset_json(
             channel_names, declaration, new_ids, train, test, ending, name, source_folder.name,
             {t: source_json["labels"][t] for t in targets}))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    publish_staged_folder(staging, folder)  # replaces only an earlier output of ours (overwrite checked above)
     return AnatomyDataset(folder, train, test, declaration, new_ids, warnings)
 
 

@@ -22,9 +22,10 @@ from radconf.io.cases import case_channels
 from radconf.io.files import atomic_write_bytes, atomic_write_image
 from radconf.io.images import (
     RESAMPLE_HINT,
-    ImageGeometry,
+    Geometry,
     geometry_difference,
-    read_header,
+    read_geometry,
+    read_label_image,
 )
 from radconf.models import ModelSpec
 
@@ -76,12 +77,7 @@ def split_channels_present(images_dir: str | os.PathLike, file_ending: str, anat
     return next(iter(complete.values()))
 
 
-def read_geometry(path: Path) -> ImageGeometry:
-    """Geometry of an image file from its header (no voxel data read)."""
-    return ImageGeometry.of(read_header(Path(path)))
-
-
-def grid_problem(case: str, image: ImageGeometry, image_name: str, path: Path, what: str) -> str | None:
+def grid_problem(case: str, image: Geometry, image_name: str, path: Path, what: str) -> str | None:
     """A problem line when the file ``path`` cannot be read or is not on ``image``'s grid; None when it matches."""
     try:
         difference = geometry_difference(image, read_geometry(path))
@@ -92,7 +88,7 @@ def grid_problem(case: str, image: ImageGeometry, image_name: str, path: Path, w
     return None
 
 
-def write_on_grid(array: np.ndarray, geometry: ImageGeometry, path: Path) -> Path:
+def write_on_grid(array: np.ndarray, geometry: Geometry, path: Path) -> Path:
     """Writes ``array`` (numpy (z, y, x)) atomically with ``geometry``'s spacing, origin and direction."""
     import SimpleITK as sitk
 
@@ -101,8 +97,6 @@ def write_on_grid(array: np.ndarray, geometry: ImageGeometry, path: Path) -> Pat
 
 def cut_masks(label_map: Path, label_ids: Mapping[str, int], names: Sequence[str]) -> list[np.ndarray]:
     """Binary uint8 masks of ``names`` cut from a label map file, one per name, in order."""
-    from radconf.io.images import read_label_image
-
     array, _ = read_label_image(label_map)
     return masks_from_label_map(array, label_ids, names, where=str(label_map))
 

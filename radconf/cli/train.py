@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from radconf.cli.errors import run_cli
+
+if TYPE_CHECKING:
+    from radconf.training import TrainingOptions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,12 +31,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None,
                         help="seed Python/numpy/torch (repeatable runs need nnUNet_n_proc_DA=0 as well)")
     parser.add_argument("--distance_weight", type=float, default=None,
-                        help="distance-map head trainers: weight of the distance MSE (default: the trainer's, 1.0; "
-                             "with --c: the weight the run started with)")
+                        help="distance-map head trainers (setting distance_weight): weight of the distance MSE "
+                             "(default: the trainer's, 1.0; with --c: the weight the run started with)")
     parser.add_argument("--ce_weights", type=float, nargs="+", default=None, metavar="W",
-                        help="class-weighted CE trainers: one weight per class, background first (default: "
-                             "reciprocal training-set frequency; with --c: the weights the run started with)")
+                        help="class-weighted CE trainers (setting class_weights): one weight per class, background "
+                             "first (default: reciprocal training-set frequency; with --c: the weights the run started "
+                             "with)")
     return parser
+
+
+def training_options(args: argparse.Namespace) -> TrainingOptions:
+    """The ``TrainingOptions`` of parsed arguments; only the trainer settings given on the command line are set."""
+    from radconf.training import TrainingOptions
+
+    settings = {"distance_weight": args.distance_weight, "class_weights": args.ce_weights}
+    return TrainingOptions(epochs=args.epochs, iterations_per_epoch=args.iterations_per_epoch, seed=args.seed,
+                           validate=not args.no_val, export_npz=args.npz, pretrained_weights=args.pretrained_weights,
+                           disable_checkpointing=args.disable_checkpointing,
+                           settings={k: v for k, v in settings.items() if v is not None})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,11 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
         use_default_nnunet_paths()
         folder = train(args.dataset_name_or_id, args.configuration, args.fold, trainer=args.tr, plans=args.p,
-                       device=args.device, continue_training=args.c, only_validation=args.val, export_npz=args.npz,
-                       pretrained_weights=args.pretrained_weights, epochs=args.epochs,
-                       iterations_per_epoch=args.iterations_per_epoch, validate=not args.no_val,
-                       disable_checkpointing=args.disable_checkpointing, seed=args.seed,
-                       distance_weight=args.distance_weight, class_weights=args.ce_weights)
+                       device=args.device, continue_training=args.c, only_validation=args.val,
+                       options=training_options(args))
         print(f"radconf: training output in {folder}")
 
     return run_cli(run)

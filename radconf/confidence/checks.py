@@ -13,8 +13,6 @@ Voxel values (binary or not) are checked when a mask is read.
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from radconf.errors import InvalidInput, MissingInput
-from radconf.io.cases import DEFAULT_FILE_ENDING
+from radconf.io.cases import DEFAULT_FILE_ENDING, case_channels
 from radconf.io.images import (
     RESAMPLE_HINT,
-    ImageGeometry,
+    Geometry,
     geometry_difference,
     read_header,
 )
@@ -82,13 +80,10 @@ class SourceDataset:
 
 def _images_of(folder: Path, ending: str) -> dict[str, list[str]]:
     """case -> sorted image file names ``<case>_XXXX<ending>`` in ``folder``."""
-    pattern = re.compile(r"(.+)_(\d{4})" + re.escape(ending))
-    cases: dict[str, list[str]] = {}
-    for entry in sorted(os.listdir(folder)) if folder.is_dir() else []:
-        match = pattern.fullmatch(entry)
-        if match:
-            cases.setdefault(match.group(1), []).append(entry)
-    return cases
+    if not folder.is_dir():
+        return {}
+    return {case: [f"{case}_{c:04d}{ending}" for c in channels]
+            for case, channels in case_channels(folder, ending, strict=False).items()}
 
 
 def scan_source(source: Path, readers_folder: Path | None = None) -> SourceDataset:
@@ -180,7 +175,7 @@ def _masks_of(folder: Path, ending: str, problems: list[str]) -> dict[str, Path]
 
 def _check_headers(inputs: CaseInputs, problems: list[str]) -> None:
     try:
-        image = ImageGeometry.of(read_header(inputs.images[0]))
+        image = Geometry.of(read_header(inputs.images[0]))
     except ValueError as error:
         problems.append(f"case {inputs.case}: {error}")
         return
@@ -194,7 +189,7 @@ def _check_headers(inputs: CaseInputs, problems: list[str]) -> None:
             problems.append(f"case {inputs.case}: mask {path} has {reader.GetNumberOfComponents()} components per "
                             f"voxel; masks must be scalar binary images.")
             continue
-        difference = geometry_difference(image, ImageGeometry.of(reader))
+        difference = geometry_difference(image, Geometry.of(reader))
         if difference:
             problems.append(f"case {inputs.case}: mask {path} does not match image {inputs.images[0].name}: "
                             f"{difference}. {RESAMPLE_HINT}")

@@ -10,40 +10,40 @@ only touch the region some reader drew; the level map is then placed back on the
 """
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from radconf.confidence.case import Box, CaseFusion
 from radconf.confidence.checks import CaseInputs, binarise, scan_source
 from radconf.confidence.fusion import (
     DEFAULT_LEVELS,
-    Agreement,
     Fusion,
     agreement,
     fuse_masks,
     level_lookup,
 )
+from radconf.confidence.report import case_rows, dataset_json, summarise, write_reports
 from radconf.errors import InvalidInput
 from radconf.io.files import (
     atomic_write_bytes,
     atomic_write_image,
     atomic_write_json,
-    publish_staged_folder,
+    staged_folder,
 )
 from radconf.io.images import (
     RESAMPLE_HINT,
-    ImageGeometry,
+    Geometry,
     geometry_difference,
     read_header,
 )
-from radconf.raw.checks import check_output_dataset, resolve_source_folder
+from radconf.raw.checks import check_output_dataset
+from radconf.raw.derived import derived_target
+from radconf.raw.entry import RadconfEntry
 
 FUSION_RULE = ("level = 0 if c == 0, K if c == n, else 1 + floor((K - 1) * c / n); c = number of masks that include "
                "the voxel, n = number of masks of the case")
@@ -53,54 +53,6 @@ GENERATOR = "radconf.fusion_dataset"
 
 
 READ_THREADS = 2  # mask files decoded concurrently within a case (SimpleITK releases the GIL while reading)
-
-
-Box = tuple[slice, ...]
-
-
-@dataclass(frozen=True)
-class CaseFusion:
-    """One case fused: full-grid levels/counts, agreement, and the binary masks cropped to ``box``."""
-
-    geometry: ImageGeometry  # of the case's image (channel 0); outputs are written with it
-    fusion: Fusion  # on the image's full grid (numpy (z, y, x) order)
-    agreement: Agreement
-    box: Box  # union of the masks' bounding boxes (empty slices if every mask is empty)
-    masks: dict[str, np.ndarray] = field(repr=False)  # bool, cropped to ``box``
-
-    @property
-    def levels(self) -> np.ndarray:
-        return self.fusion.levels
-
-    @property
-    def majority(self) -> np.ndarray:
-        """Majority-vote consensus (more than half of the masks), uint8 0/1 on the full grid."""
-        return self.fusion.majority.view(np.uint8)
-
-    @property
-    def n_readers(self) -> int:
-        from radconf.confidence.fusion import reader_of
-
-        return len({reader_of(name) for name in self.masks})
-
-    def volumes_ml(self) -> list[float]:
-        """Volume (ml) of ``level >= L`` for L = 1..K."""
-        per_level = np.bincount(self.fusion.levels[self.box].ravel(), minlength=self.fusion.k + 1)
-        at_least = np.cumsum(per_level[::-1])[::-1]  # at_least[L] = voxels with level >= L
-        return [float(v) * self.geometry.voxel_volume_ml for v in at_least[1: self.fusion.k + 1]]
-
-    def full(self, cropped: np.ndarray) -> np.ndarray:
-        """``cropped`` (an array over ``box``) placed on the full grid (zeros elsewhere)."""
-        out = np.zeros(self.fusion.levels.shape, cropped.dtype)
-        out[self.box] = cropped
-        return out
-
-    def staple(self) -> np.ndarray:
-        """SimpleITK STAPLE consensus (uint8 0/1), computed on the full grid: STAPLE's background statistics
-        depend on the volume it sees, so cropping would change its answer."""
-        from radconf.confidence.fusion import staple
-
-        return staple([self.full(mask.view(np.uint8)) for mask in self.masks.values()]).view(np.uint8)
 
 
 def _bounding_box(mask: np.ndarray) -> Box | None:
@@ -116,7 +68,7 @@ def _bounding_box(mask: np.ndarray) -> Box | None:
     return tuple(box)
 
 
-def _read_mask(path: Path, geometry: ImageGeometry, threshold: float | None) -> tuple[Box | None, np.ndarray]:
+def _read_mask(path: Path, geometry: Geometry, threshold: float | None) -> tuple[Box | None, np.ndarray]:
     """(bounding box, binary mask cropped to it) of one mask file, checked against the image geometry."""
     import SimpleITK as sitk
 
@@ -125,7 +77,7 @@ def _read_mask(path: Path, geometry: ImageGeometry, threshold: float | None) -> 
     except RuntimeError as error:
         message = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         raise InvalidInput(f"SimpleITK cannot read {path} ({message}); re-export the file.") from None
-    difference = geometry_difference(geometry, ImageGeometry.of(image))
+    difference = geometry_difference(geometry, Geometry.of(image))
     if difference:
         raise InvalidInput(f"Mask {path} does not match its case's image: {difference}. {RESAMPLE_HINT}")
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -157,7 +109,7 @@ def fuse_case(image_path: str | os.PathLike, mask_paths: Mapping[str, str | os.P
     if not mask_paths:
         raise InvalidInput(f"No masks given for image {image_path}; every case needs at least one reader mask.")
     level_lookup(len(mask_paths), k)  # validates k before any file is read
-    geometry = ImageGeometry.of(read_header(Path(image_path)))
+    geometry = Geometry.of(read_header(Path(image_path)))
     names, paths = list(mask_paths), [Path(p) for p in mask_paths.values()]
     if num_threads > 1 and len(paths) > 1:
         with ThreadPoolExecutor(min(num_threads, len(paths))) as pool:
@@ -182,7 +134,7 @@ def fuse_case(image_path: str | os.PathLike, mask_paths: Mapping[str, str | os.P
     return CaseFusion(geometry, Fusion(levels, counts, cropped.n_masks, k), agreement(masks), union, masks)
 
 
-def write_image(array: np.ndarray, geometry: ImageGeometry, path: Path) -> Path:
+def write_image(array: np.ndarray, geometry: Geometry, path: Path) -> Path:
     """Writes ``array`` (numpy (z, y, x)) atomically with the given geometry."""
     import SimpleITK as sitk
 
@@ -201,7 +153,6 @@ class _CaseTask:
 
 def _fuse_and_write(task: _CaseTask) -> tuple[dict, list[dict]]:
     """Fuses one case and writes its images, level map and consensus masks into the staging folder."""
-    from radconf.confidence.report import case_rows
 
     inputs, out, ending = task.inputs, task.staging, task.ending
     result = fuse_case(inputs.images[0], inputs.masks, task.k, task.threshold)
@@ -259,10 +210,10 @@ class FusedDataset:
 
 def _is_fusion_output(folder: Path) -> bool:
     try:
-        radconf_key = json.loads((folder / "dataset.json").read_text()).get("radconf")
+        entry = RadconfEntry.read(folder / "dataset.json")
     except (OSError, ValueError):
         return False
-    return isinstance(radconf_key, dict) and radconf_key.get("generator") == GENERATOR and "fusion_rule" in radconf_key
+    return entry.written_by(GENERATOR) and "fusion_rule" in entry.fields
 
 
 def fuse_reader_dataset(source: str | os.PathLike, dataset_id: int, name: str | None = None, *,
@@ -294,31 +245,16 @@ def fuse_reader_dataset(source: str | os.PathLike, dataset_id: int, name: str | 
         FileExistsError: the output exists and may not be replaced, or the id is used by another dataset.
         ValueError: k or the id out of range, a bad name, or problems in the inputs (each naming the file and fix).
     """
-    from radconf.confidence.report import dataset_json, summarise, write_reports
 
     if not 2 <= k <= 255:
         raise InvalidInput(f"The highest confidence level K (-k) must be in 2..255, got {k}.")
-    if not 1 <= dataset_id <= 999:
-        raise InvalidInput(f"Dataset id (-d) must be between 1 and 999, got {dataset_id}.")
-    if raw_root is None:
-        from radconf.paths import require_nnunet_paths
-
-        raw_root = require_nnunet_paths().raw
-    raw_root = Path(raw_root)
-    source_folder = resolve_source_folder(source, raw_root)
-    source_name = re.sub(r"^Dataset\d{3}_", "", source_folder.name)
-    name = name or f"{source_name}Confidence"
-    if not re.fullmatch(r"\w+", name):
-        raise InvalidInput(f"Dataset name (-n) {name!r} may hold only letters, digits and underscores.")
-    folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
+    target = derived_target(source, dataset_id, name, "Confidence", raw_root)
+    source_folder, folder, name = target.source, target.folder, target.name
     check_output_dataset(folder, dataset_id, [source_folder], overwrite, "radconf_fuse_readers",
                          _is_fusion_output)
     inputs = scan_source(source_folder, readers_folder)
 
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_folder(folder) as staging:  # replaces only an earlier output of ours (overwrite checked above)
         tasks = [_CaseTask(case, staging, k, threshold, staple, inputs.file_ending) for case in inputs.cases]
         outputs = _run(tasks, num_workers, progress)
         case_table = [row for row, _ in outputs]
@@ -328,10 +264,6 @@ def fuse_reader_dataset(source: str | os.PathLike, dataset_id: int, name: str | 
         atomic_write_json(staging / "dataset.json", dataset_json(
             inputs, k=k, structure=structure, name=name, generator=GENERATOR, fusion_rule=FUSION_RULE,
             consensus=["majority"] + (["staple"] if staple else []), threshold=threshold))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    publish_staged_folder(staging, folder)  # replaces only an earlier output of ours (overwrite checked above)
     return FusedDataset(folder, [c.case for c in inputs.cases if c.split == "train"],
                         [c.case for c in inputs.cases if c.split == "test"],
                         sum(len(c.masks) for c in inputs.cases), summary)

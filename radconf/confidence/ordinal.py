@@ -13,9 +13,7 @@ import numpy as np
 import torch
 
 from radconf.errors import InvalidInput
-
-#: dataset.json key under which radconf records what it knows about a dataset
-RADCONF_KEY = "radconf"
+from radconf.raw.entry import RADCONF_KEY, RadconfEntry
 
 
 def ordinal_levels(dataset_json: Mapping, source: str = "dataset.json") -> int:
@@ -24,12 +22,12 @@ def ordinal_levels(dataset_json: Mapping, source: str = "dataset.json") -> int:
     Raises:
         ValueError: the dataset is not marked ordinal, or its labels are not ``0..K`` / the cumulative regions.
     """
-    info = dataset_json.get(RADCONF_KEY) or {}
-    if not info.get("ordinal"):
+    info = RadconfEntry.of(dataset_json, source)
+    if not info.ordinal:
         raise InvalidInput(f"{source} is not an ordinal confidence-level dataset (no '\"{RADCONF_KEY}\": {{\"ordinal\": "
                          f"true, \"levels\": K}}'). Create one with radconf_fuse_readers, or train a plain nnU-Net "
                          f"trainer on it.")
-    k = int(info["levels"])
+    k = int(info.levels)
     labels = dataset_json["labels"]
     if labels not in (level_labels(k), cumulative_labels(k)):
         raise InvalidInput(f"{source} says K = {k} but its labels are {dict(labels)}; expected "

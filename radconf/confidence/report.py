@@ -20,8 +20,8 @@ from radconf.io.files import atomic_save_figure
 from radconf.io.tables import write_csv
 
 if TYPE_CHECKING:
+    from radconf.confidence.case import CaseFusion
     from radconf.confidence.checks import SourceDataset
-    from radconf.confidence.dataset import CaseFusion
 
 
 PAIR_COLUMNS = ("case", "split", "mask_a", "mask_b", "kind", "dice")

@@ -6,13 +6,21 @@ plus the level-3 mask) and evaluated with the continuous Dice and the per-level 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from radconf.demo.pipeline import PLANS, run_command, training_environment
+from radconf.demo.common import (
+    CLINICAL_LEVEL,
+    CONFIDENCE_TRAINER,
+    CommandContext,
+    plan_dataset,
+    predict_cases,
+    run_command,
+    train_model,
+)
 
-CONFIDENCE_TRAINER = "ConfidenceTrainerNoDA"  # no augmentation, like the demo's first model (see TRAINER there)
-CLINICAL_LEVEL = 3  # the paper's starting point for a CTV
+__all__ = ["CLINICAL_LEVEL", "CONFIDENCE_TRAINER", "ConfidenceResult", "run_confidence_workflow"]
 
 
 @dataclass
@@ -33,38 +41,33 @@ def run_confidence_workflow(phantom, settings, environment: dict[str, str], log:
     """Fuse -> plan -> train -> predict -> evaluate; ``stage(name)`` is a context manager that times a stage."""
     from radconf.evaluation import evaluate_folders
 
+    context = CommandContext(environment, log, device, settings)
     dataset_id = str(settings.confidence_dataset_id)
-    fold = "all"
     raw = Path(environment["nnUNet_raw"])
     with stage("fuse_readers"):
         run_command(["radconf.cli.fuse_readers", str(phantom.folder), "-d", dataset_id, "-n", "PhantomConfidence",
                      "--structure", "GTV"], environment, log)
     dataset = next(raw.glob(f"Dataset{settings.confidence_dataset_id:03d}_*"))
     with stage("plan_confidence"):
-        run_command(["radconf.cli.plan_and_preprocess", "-d", dataset_id, "--preset", "cpu", "-c", "3d_fullres"],
-                    environment, log)
+        plan_dataset(context, dataset_id)
     with stage("train_confidence"):
-        run_command(["radconf.cli.train", dataset_id, "3d_fullres", fold, "-tr", CONFIDENCE_TRAINER, "-p", PLANS,
-                     "-device", device, "--epochs", str(settings.epochs), "--iterations-per-epoch",
-                     str(settings.iterations_per_epoch), "--no-val", "--c", "--seed", str(settings.seed)],
-                    training_environment(environment), log,
-                    progress=("training epochs", settings.epochs, r"Epoch time:"))
+        train_model(context, dataset_id, CONFIDENCE_TRAINER)
     predictions = output / "confidence_predictions"
     with stage("predict_confidence"):
-        run_command(["radconf.cli.predict", "-i", str(dataset / "imagesTs"), "-o", str(predictions), "-d", dataset_id,
-                     "-c", "3d_fullres", "-tr", CONFIDENCE_TRAINER, "-p", PLANS, "-f", fold, "-device", device,
-                     "--level", str(CLINICAL_LEVEL)], environment, log,
-                    progress=("predicting cases", settings.num_test, r"^Predicting "))
+        predict_cases(context, dataset / "imagesTs", predictions, dataset_id, CONFIDENCE_TRAINER,
+                      extra=("--level", str(CLINICAL_LEVEL)))
     with stage("evaluate_confidence"):
-        import json
-
         k = int(json.loads((dataset / "dataset.json").read_text())["radconf"]["levels"])
         evaluation = evaluate_folders(reference_dir=dataset / "labelsTs", prediction_dir=predictions,
                                       output_dir=output / "confidence_evaluation", confidence_levels=k)
-    summary = evaluation.summary
+    return _confidence_result(dataset, predictions, k, evaluation.summary, phantom.test_cases)
+
+
+def _confidence_result(dataset: Path, predictions: Path, k: int, summary: dict, test_cases: list[str]
+                       ) -> ConfidenceResult:
     from radconf.confidence.report import read_agreement_summary
 
-    readers = read_agreement_summary(dataset, phantom.test_cases)
+    readers = read_agreement_summary(dataset, test_cases)
     return ConfidenceResult(
         dataset=dataset, predictions=predictions, num_levels=k,
         continuous_dice=summary["continuous"]["continuous_dice"]["mean"],

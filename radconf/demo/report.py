@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from radconf.demo.common import CLINICAL_LEVEL, CONFIDENCE_TRAINER
 from radconf.io.files import atomic_write_text
 
 
@@ -34,10 +35,10 @@ def write_report(result, phantom, predictions: Path, structures: dict[str, int],
     lines = [
         "# radconf demo report",
         "",
-        f"Synthetic pelvic phantom (Dataset{settings.dataset_id:03d}): {settings.num_train} training cases, "
-        f"{len(phantom.test_cases)} held-out cases. Network planned by nnU-Net with radconf's `cpu` preset, "
-        f"trained for {settings.epochs} x {settings.iterations_per_epoch} iterations on fold `all`, evaluated on "
-        f"the held-out cases.",
+        (f"Synthetic pelvic phantom (Dataset{settings.dataset_id:03d}): {settings.num_train} training cases, "
+         f"{len(phantom.test_cases)} held-out cases. Network planned by nnU-Net with radconf's `cpu` preset, "
+         f"trained for {settings.epochs} x {settings.iterations_per_epoch} iterations on fold `all`, evaluated on "
+         f"the held-out cases."),
         "",
         f"**Mean Dice over structures: {result.mean_dice:.3f}**",
         "",
@@ -71,7 +72,6 @@ def write_report(result, phantom, predictions: Path, structures: dict[str, int],
 
 def _confidence_section(confidence, test_cases: list[str], report_dir: Path) -> list[str]:
     """Per-level table and level-map overlays of the confidence workflow."""
-    from radconf.demo.confidence import CLINICAL_LEVEL, CONFIDENCE_TRAINER
     from radconf.demo.overlays import plot_level_overlay
 
     k = confidence.num_levels
@@ -82,20 +82,20 @@ def _confidence_section(confidence, test_cases: list[str], report_dir: Path) -> 
     return [
         "## Confidence workflow: readers -> confidence levels -> ConfidenceTrainer",
         "",
-        f"The phantom's simulated readers' GTV contours were fused into levels 0..{k} (`radconf_fuse_readers`, "
-        f"dataset `{confidence.dataset.name}`), and `{CONFIDENCE_TRAINER}` learned them as {k} cumulative sigmoid "
-        f"channels. Held-out cases:",
+        (f"The phantom's simulated readers' GTV contours were fused into levels 0..{k} (`radconf_fuse_readers`, "
+         f"dataset `{confidence.dataset.name}`), and `{CONFIDENCE_TRAINER}` learned them as {k} cumulative sigmoid "
+         f"channels. Held-out cases:"),
         "",
-        f"**Continuous Dice: {_format(confidence.continuous_dice, confidence.continuous_dice_sd)}**; the simulated "
-        f"readers' own pairwise inter-reader Dice on these cases: "
-        f"{_format(confidence.reader_inter_dice, confidence.reader_inter_dice_sd)}.",
+        (f"**Continuous Dice: {_format(confidence.continuous_dice, confidence.continuous_dice_sd)}**; the simulated "
+         f"readers' own pairwise inter-reader Dice on these cases: "
+         f"{_format(confidence.reader_inter_dice, confidence.reader_inter_dice_sd)}."),
         "",
         "| level >= L | " + " | ".join(str(level) for level in range(1, k + 1)) + " |",
         "|---|" + "---|" * k,
         "| Dice | " + " | ".join(f"{confidence.level_dice[level]:.3f}" for level in range(1, k + 1)) + " |",
         "",
-        f"Level maps: `{confidence.predictions.name}/`; level-{CLINICAL_LEVEL} masks (the paper's CTV starting "
-        f"point): `{confidence.predictions.name}/level{CLINICAL_LEVEL}_masks/`; metrics: `confidence_evaluation/`.",
+        (f"Level maps: `{confidence.predictions.name}/`; level-{CLINICAL_LEVEL} masks (the paper's CTV starting "
+         f"point): `{confidence.predictions.name}/level{CLINICAL_LEVEL}_masks/`; metrics: `confidence_evaluation/`."),
         "",
         *[f"![{name}]({name})" for name in overlays],
         "",

@@ -11,6 +11,7 @@ from radconf.ensembles.outputs import finish_outputs, write_case, write_ensemble
 from radconf.ensembles.space import WeightedAccumulator, common_space, to_space
 from radconf.ensembles.weights import check_weights, require_same_cases
 from radconf.errors import InvalidInput, MissingInput
+from radconf.io.images import geometry_mismatch
 
 
 def find_model_files(folder: Path) -> tuple[dict, dict]:
@@ -41,20 +42,11 @@ def probability_cases(folders: Sequence[Path]) -> list[str]:
 
 
 def _check_same_grid(case: str, files: Sequence[Path]) -> None:
-    import SimpleITK as sitk
-
-    def geometry(path: Path):
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        return reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
-
-    first = geometry(files[0])
     for path in files[1:]:
-        other = geometry(path)
-        if other[0] != first[0] or not all(np.allclose(a, b, atol=1e-4) for a, b in zip(other[1:], first[1:])):
-            raise InvalidInput(f"Case {case}: {path} and {files[0]} are on different image grids (size, spacing, "
-                             f"origin or direction differ); ensemble only predictions of the same images.")
+        difference = geometry_mismatch(files[0], path)
+        if difference:
+            raise InvalidInput(f"Case {case}: {path} and {files[0]} are on different image grids ({difference}); "
+                               f"ensemble only predictions of the same images.")
 
 
 def ensemble_folders(input_folders: Sequence[str | Path], output_folder: str | Path,

@@ -126,6 +126,32 @@ def _better(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return soft_a > soft_b + 1e-12
 
 
+@dataclass(frozen=True)
+class SearchOptions:
+    """Settings of :func:`find_weights` (see its arguments)."""
+
+    objective: str = "hard"
+    learning_rate: float = 1e-2
+    tolerance: float = 1e-4
+    max_iterations: int = 2000
+    random_starts: int = 4
+    seed: int = 0
+    min_step: float = 1 / 1024
+    progress: bool = False
+
+    def check(self) -> None:
+        """Raises ValueError for an unknown objective or invalid search settings."""
+        if self.objective not in OBJECTIVES:
+            raise InvalidInput(f"unknown objective {self.objective!r}; use 'hard' (decoded IoU) or 'soft' (soft IoU "
+                               "only).")
+        if (self.learning_rate <= 0 or self.tolerance < 0 or self.max_iterations < 1 or self.random_starts < 0
+                or self.min_step <= 0):
+            raise InvalidInput(f"invalid search settings (learning_rate={self.learning_rate}, "
+                               f"tolerance={self.tolerance}, max_iterations={self.max_iterations}, "
+                               f"random_starts={self.random_starts}, min_step={self.min_step}); "
+                               f"use positive values (random_starts and tolerance may be 0).")
+
+
 def find_weights(statistics: Sequence[CaseStatistics], *, objective: str = "hard", learning_rate: float = 1e-2,
                  tolerance: float = 1e-4, max_iterations: int = 2000, random_starts: int = 4, seed: int = 0,
                  min_step: float = 1 / 1024, progress: bool = False) -> WeightSearch:
@@ -148,69 +174,93 @@ def find_weights(statistics: Sequence[CaseStatistics], *, objective: str = "hard
     Raises:
         ValueError: unknown objective, no cases, inconsistent cases, or invalid search settings.
     """
-    if objective not in OBJECTIVES:
-        raise InvalidInput(f"unknown objective {objective!r}; use 'hard' (decoded IoU) or 'soft' (soft IoU only).")
-    if learning_rate <= 0 or tolerance < 0 or max_iterations < 1 or random_starts < 0 or min_step <= 0:
-        raise InvalidInput(f"invalid search settings (learning_rate={learning_rate}, tolerance={tolerance}, "
-                         f"max_iterations={max_iterations}, random_starts={random_starts}, min_step={min_step}); "
-                         f"use positive values (random_starts and tolerance may be 0).")
+    options = SearchOptions(objective, learning_rate, tolerance, max_iterations, random_starts, seed, min_step,
+                            progress)
+    options.check()
     objectives = Objectives(statistics)
-    m = objectives.members
-    if m == 1:
+    if objectives.members == 1:
         w = np.ones(1)
         return WeightSearch(w, objectives.hard(w), objectives.soft(w), w.copy(), 1)
-
-    # stage 1: soft IoU from the centre, the vertices and random points
-    rng = np.random.default_rng(seed)
-    centre = np.full(m, 1.0 / m)
-    starts = [centre, *np.eye(m), *rng.dirichlet(np.ones(m), size=random_starts)]
-    soft_weights, best = centre, -np.inf
-    for start in starts:
-        w, value = _adam_ascent(objectives, start, learning_rate, tolerance, max_iterations)
-        if value > best:
-            soft_weights, best = w, value
-    soft_weights = _clean(soft_weights)
-    if objective == "soft":
+    soft_weights = _soft_stage(objectives, options)
+    if options.objective == "soft":
         return WeightSearch(soft_weights, objectives.hard(soft_weights), objectives.soft(soft_weights),
                             soft_weights.copy(), 1)
+    return _pattern_search(objectives, soft_weights, options)
 
-    # stage 2: pattern search on (hard, soft) from the best of soft optimum, centre and best single member
-    cache: dict[bytes, tuple[float, float]] = {}
 
-    def score(w: np.ndarray) -> tuple[float, float]:
+def _soft_stage(objectives: Objectives, options: SearchOptions) -> np.ndarray:
+    """Stage 1: best soft-IoU point of Adam ascents from the centre, the vertices and random points (cleaned)."""
+    m = objectives.members
+    rng = np.random.default_rng(options.seed)
+    centre = np.full(m, 1.0 / m)
+    starts = [centre, *np.eye(m), *rng.dirichlet(np.ones(m), size=options.random_starts)]
+    soft_weights, best = centre, -np.inf
+    for start in starts:
+        w, value = _adam_ascent(objectives, start, options.learning_rate, options.tolerance, options.max_iterations)
+        if value > best:
+            soft_weights, best = w, value
+    return _clean(soft_weights)
+
+
+class _Scorer:
+    """(hard, soft) mean IoU of a weight vector, cached; ``len()`` counts the distinct points scored."""
+
+    def __init__(self, objectives: Objectives):
+        self._objectives = objectives
+        self._cache: dict[bytes, tuple[float, float]] = {}
+
+    def __call__(self, w: np.ndarray) -> tuple[float, float]:
         key = w.tobytes()
-        if key not in cache:
-            cache[key] = (objectives.hard(w), objectives.soft(w))
-        return cache[key]
+        if key not in self._cache:
+            self._cache[key] = (self._objectives.hard(w), self._objectives.soft(w))
+        return self._cache[key]
 
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def _pattern_search(objectives: Objectives, soft_weights: np.ndarray, options: SearchOptions) -> WeightSearch:
+    """Stage 2: pattern search on (hard, soft) from the best of soft optimum, centre and best single member."""
+    from tqdm import tqdm
+
+    m = objectives.members
+    score = _Scorer(objectives)
     w = soft_weights
-    for candidate in [centre, *np.eye(m)]:
+    for candidate in [np.full(m, 1.0 / m), *np.eye(m)]:
         if _better(score(candidate), score(w)):
             w = candidate
     current = score(w)
     step = min(0.25, 1.0 / m)
-    from tqdm import tqdm
-
-    with tqdm(desc="ensemble weights", unit="sweep", disable=not progress) as bar:
-        for _ in range(max_iterations):
-            if step < min_step:
+    with tqdm(desc="ensemble weights", unit="sweep", disable=not options.progress) as bar:
+        for _ in range(options.max_iterations):
+            if step < options.min_step:
                 break
-            best_move, best_score = None, current
-            for i in np.flatnonzero(w > 0):
-                delta = min(step, w[i])
-                for j in range(m):
-                    if j != i:
-                        candidate = w.copy()
-                        candidate[i] -= delta
-                        candidate[j] += delta
-                        candidate = _clean(candidate)
-                        candidate_score = score(candidate)
-                        if _better(candidate_score, best_score):
-                            best_move, best_score = candidate, candidate_score
+            best_move, best_score = _best_move(w, step, score, current)
             if best_move is None:
                 step /= 2
             else:
                 w, current = best_move, best_score
             bar.update(1)
             bar.set_postfix(iou=f"{current[0]:.4f}", step=f"{step:.4g}")
-    return WeightSearch(w, current[0], current[1], soft_weights, len(cache))
+    return WeightSearch(w, current[0], current[1], soft_weights, len(score))
+
+
+def _best_move(w: np.ndarray, step: float, score: _Scorer, current: tuple[float, float]
+               ) -> tuple[np.ndarray | None, tuple[float, float]]:
+    """The best move of one sweep: ``min(step, w_i)`` from member i to member j, over all ordered pairs.
+
+    Returns ``(None, current)`` when no move improves on ``current``.
+    """
+    best_move, best_score = None, current
+    for i in np.flatnonzero(w > 0):
+        delta = min(step, w[i])
+        for j in range(w.size):
+            if j != i:
+                candidate = w.copy()
+                candidate[i] -= delta
+                candidate[j] += delta
+                candidate = _clean(candidate)
+                candidate_score = score(candidate)
+                if _better(candidate_score, best_score):
+                    best_move, best_score = candidate, candidate_score
+    return best_move, best_score

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from radconf.confidence.ordinal import (
-    RADCONF_KEY,
     cumulative_from_softmax,
     cumulative_labels,
     monotone,
     ordinal_levels,
 )
 from radconf.errors import InvalidInput
+from radconf.raw.entry import RadconfEntry
 
 SPACES = ("softmax", "regions", "cumulative")
 
@@ -63,7 +63,7 @@ def member_space(dataset_json: Mapping) -> tuple[OutputSpace, str]:
         ``level_softmax`` (K + 1 softmax classes of an ordinal model).
     """
     labels = dataset_json["labels"]
-    if (dataset_json.get(RADCONF_KEY) or {}).get("ordinal"):
+    if RadconfEntry.of(dataset_json).ordinal:
         k = ordinal_levels(dataset_json)
         space = OutputSpace("cumulative", tuple(cumulative_labels(k).items()))
         regions = any(isinstance(v, (list, tuple)) for v in labels.values())

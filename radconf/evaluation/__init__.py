@@ -6,11 +6,14 @@ Public API (arrays in numpy (z, y, x) order, spacing in the same order: ``image.
     result = evaluate_folders(reference_dir=..., prediction_dir=..., output_dir=...)
     metrics = compute_metrics(reference_mask, prediction_mask, spacing_mm=(2.5, 1.0, 1.0))
 
-Modules: :mod:`.surface` (surfel distances, the expensive step, and its cheap metrics), :mod:`.boundary` (MONAI-style
-boundary-voxel variant), :mod:`.binary` (overlap and volumes), :mod:`.metrics` (all of one structure),
-:mod:`.continuous` (continuous Dice & co.), :mod:`.levels` (confidence-level maps), :mod:`.folder` (folders),
-:mod:`.summary`, :mod:`.report`, :mod:`.plots`, :mod:`.io`, :mod:`.statistics` and :mod:`.compare` (paired tests
-with BKY/BH correction). Conventions are documented in ``documentation/evaluation.md``.
+Modules: :mod:`.masks` (mask-pair checks, bounding boxes), :mod:`.surface` (surfel distances, the expensive step,
+and its cheap metrics), :mod:`.boundary` (MONAI-style boundary-voxel variant), :mod:`.binary` (overlap and volumes),
+:mod:`.metrics` (all of one structure), :mod:`.continuous` (continuous Dice & co.), :mod:`.levels` (confidence-level
+maps), :mod:`.per_case` (one case of a folder), :mod:`.folder` (folders), :mod:`.result` (what a folder evaluation
+returns), :mod:`.summary`, :mod:`.report`, :mod:`.plots`, :mod:`.statistics` and :mod:`.compare` (paired tests with
+BKY/BH correction). Images and tables are read and written by :mod:`radconf.io`. Dependencies point one way:
+folder -> per_case -> metrics -> surface -> masks, and folder -> report -> result. Conventions are documented in
+``documentation/evaluation.md``.
 """
 from __future__ import annotations
 
@@ -21,11 +24,7 @@ from radconf.evaluation.continuous import (
     continuous_metrics,
     enlarged_reference_box,
 )
-from radconf.evaluation.folder import (
-    EvaluationResult,
-    EvaluationWarning,
-    evaluate_folders,
-)
+from radconf.evaluation.folder import evaluate_folders
 from radconf.evaluation.levels import LevelMapEvaluation, evaluate_level_maps
 from radconf.evaluation.metrics import (
     StructureMetrics,
@@ -33,6 +32,7 @@ from radconf.evaluation.metrics import (
     metric_names,
     surface_dice_key,
 )
+from radconf.evaluation.result import EvaluationResult, EvaluationWarning
 from radconf.evaluation.statistics import (
     benjamini_hochberg,
     paired_tests,

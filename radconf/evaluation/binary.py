@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radconf.evaluation.surface import union_bounding_box, validate_mask_pair
+from radconf.evaluation.masks import union_bounding_box, validate_mask_pair
 
 
 def _ratio(numerator: float, denominator: float) -> float:

@@ -21,12 +21,12 @@ import numpy as np
 from scipy import ndimage
 
 from radconf.errors import InvalidInput
-from radconf.evaluation.surface import (
-    _nearest_distances,
+from radconf.evaluation.masks import (
     bounding_box,
     union_bounding_box,
     validate_mask_pair,
 )
+from radconf.evaluation.surface import _nearest_distances
 
 
 def boundary_voxels(mask: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from radconf.errors import InvalidInput
-from radconf.evaluation.surface import bounding_box
+from radconf.evaluation.masks import bounding_box
 
 
 def enlarged_reference_box(reference_map: np.ndarray, enlarge_fraction: float = 0.2) -> tuple[slice, ...] | None:

@@ -21,8 +21,8 @@ import numpy as np
 
 from radconf.errors import InvalidInput
 from radconf.evaluation.continuous import ContinuousCounts, enlarged_reference_box
+from radconf.evaluation.masks import bounding_box
 from radconf.evaluation.metrics import StructureMetrics
-from radconf.evaluation.surface import bounding_box
 
 
 def check_level_map(levels: np.ndarray, num_levels: int, name: str = "level map") -> np.ndarray:

@@ -15,12 +15,11 @@ import numpy as np
 from radconf.errors import InvalidInput
 from radconf.evaluation.binary import OverlapCounts
 from radconf.evaluation.boundary import compute_voxel_boundary_distances
+from radconf.evaluation.masks import union_bounding_box, validate_mask_pair
 from radconf.evaluation.surface import (
     HD_CONVENTIONS,
     SurfaceDistances,
     compute_surface_distances,
-    union_bounding_box,
-    validate_mask_pair,
 )
 
 #: Overlap and volume metrics, in column order.

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from radconf.evaluation.result import CONTINUOUS_METRICS, EvaluationResult
 from radconf.evaluation.summary import markdown_table
 from radconf.io.files import atomic_write_text
 from radconf.io.tables import write_csv, write_json
-
-if TYPE_CHECKING:
-    from radconf.evaluation.folder import EvaluationResult
 
 #: metrics shown in summary.md and plotted (surface Dice columns are added per tolerance)
 MAIN_METRICS = ("dice", "iou", "hd95_mm", "hd_max_mm", "assd_mm", "msd_mm", "sensitivity", "precision")
@@ -68,8 +66,6 @@ def _summary_markdown(result: EvaluationResult) -> str:
     lines.append(markdown_table(overlap, _main_metrics(result), title="Per structure"))
     lines.append(markdown_table(overlap, VOLUME_METRICS, title="Volumes"))
     if "continuous" in result.summary:
-        from radconf.evaluation.folder import CONTINUOUS_METRICS
-
         lines.append(markdown_table({"continuous": result.summary["continuous"]}, CONTINUOUS_METRICS,
                                     title="Continuous metrics (confidence maps)"))
         lines += ["## Calibration (pooled over cases)", "", "| predicted level | L/K | voxels | observed fraction |",

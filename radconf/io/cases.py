@@ -1,18 +1,19 @@
-"""TODO module docstring."""
+"""Case identifiers and the files of a case, with ONE parser of nnU-Net's image names ``CASE_XXXX<ending>``.
+
+``CASE`` is everything before the last ``_XXXX`` (four digits = the channel); label maps, predictions and
+probability files are ``CASE<ending>``.
+"""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from radconf.errors import InvalidInput, MissingInput
-from radconf.io.files import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported for the evaluation modules)
 
 DEFAULT_FILE_ENDING = ".nii.gz"
 
 
-# --------------------------------------------------------------------------------------------------------- cases
 def list_cases(folder: str | os.PathLike, file_ending: str) -> dict[str, Path]:
     """Maps case id -> file for every file in ``folder`` ending with ``file_ending`` (nnU-Net naming ``CASE.ending``).
 
@@ -41,47 +42,57 @@ def format_case_list(cases: Iterable[str], limit: int = 20) -> str:
     return text + (f", ... ({len(cases) - limit} more)" if len(cases) > limit else "")
 
 
-def check_input_folder(folder: Path, file_ending: str, num_channels: int) -> list[str]:
-    """Case identifiers of an input folder whose files are ``CASE_XXXX<ending>``; every case needs all channels."""
-    if not folder.is_dir():
-        raise MissingInput(f"Input folder {folder} does not exist.")
-    files = sorted(p.name for p in folder.iterdir() if p.name.endswith(file_ending))
-    channels: dict[str, list[int]] = {}
-    for name in files:
-        match = re.fullmatch(r"(.+)_(\d{4})" + re.escape(file_ending), name)
-        if not match:
-            raise InvalidInput(f"{folder / name}: input files must be named CASE_XXXX{file_ending} (XXXX = channel, "
-                             f"e.g. CASE_0000{file_ending}); rename it.")
-        channels.setdefault(match.group(1), []).append(int(match.group(2)))
-    if not channels:
-        raise MissingInput(f"No *_0000{file_ending} images in {folder}.")
-    wrong = {c: ch for c, ch in channels.items() if sorted(ch) != list(range(num_channels))}
-    if wrong:
-        case, found = next(iter(wrong.items()))
-        raise InvalidInput(f"The model expects {num_channels} channel(s) per case (_0000..._{num_channels - 1:04d}) but "
-                         f"case {case} in {folder} has channels {sorted(found)} ({len(wrong)} case(s) affected). "
-                         f"Provide exactly the channels the model was trained with.")
-    return sorted(channels)
+def split_image_name(name: str, file_ending: str) -> tuple[str, int] | None:
+    """``(case, channel)`` of an image file name ``CASE_XXXX<ending>``, or None if the name is not one."""
+    if not name.endswith(file_ending) or len(name) <= len(file_ending) + 5:
+        return None
+    stem = name[:-len(file_ending)]
+    case, separator, channel = stem[:-5], stem[-5], stem[-4:]
+    if separator != "_" or not channel.isdigit() or not channel.isascii() or not case:
+        return None
+    return case, int(channel)
 
 
-def case_channels(folder: str | os.PathLike, file_ending: str) -> dict[str, list[int]]:
-    """Case -> sorted channel indices of the files ``CASE_XXXX<ending>`` in ``folder``.
+def case_channels(folder: str | os.PathLike, file_ending: str, *, strict: bool = True) -> dict[str, list[int]]:
+    """Case -> sorted channel indices of the files ``CASE_XXXX<ending>`` in ``folder`` (hidden files skipped).
+
+    Args:
+        folder: an image folder.
+        file_ending: e.g. ``.nii.gz``.
+        strict: refuse a file with the ending that is not named ``CASE_XXXX<ending>`` (else skip it).
 
     Raises:
         FileNotFoundError: ``folder`` does not exist.
-        ValueError: a file with the ending whose name lacks the ``_XXXX`` channel suffix.
+        ValueError: (strict) a file with the ending whose name lacks the ``_XXXX`` channel suffix.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingInput(f"Image folder {folder} does not exist.")
-    pattern = re.compile(r"(.+)_(\d{4})" + re.escape(file_ending))
     channels: dict[str, list[int]] = {}
     for name in sorted(os.listdir(folder)):
         if name.startswith(".") or not name.endswith(file_ending):
             continue
-        match = pattern.fullmatch(name)
-        if not match:
+        parsed = split_image_name(name, file_ending)
+        if parsed is None:
+            if not strict:
+                continue
             raise InvalidInput(f"{folder / name}: image files must be named CASE_XXXX{file_ending} (XXXX = channel, "
-                             f"e.g. CASE_0000{file_ending}); rename it.")
-        channels.setdefault(match.group(1), []).append(int(match.group(2)))
+                               f"e.g. CASE_0000{file_ending}); rename it.")
+        channels.setdefault(parsed[0], []).append(parsed[1])
     return {case: sorted(found) for case, found in sorted(channels.items())}
+
+
+def check_input_folder(folder: Path, file_ending: str, num_channels: int) -> list[str]:
+    """Case identifiers of an input folder whose files are ``CASE_XXXX<ending>``; every case needs all channels."""
+    if not Path(folder).is_dir():
+        raise MissingInput(f"Input folder {folder} does not exist.")
+    channels = case_channels(folder, file_ending)
+    if not channels:
+        raise MissingInput(f"No *_0000{file_ending} images in {folder}.")
+    wrong = {c: ch for c, ch in channels.items() if ch != list(range(num_channels))}
+    if wrong:
+        case, found = next(iter(wrong.items()))
+        raise InvalidInput(f"The model expects {num_channels} channel(s) per case (_0000..._{num_channels - 1:04d}) "
+                           f"but case {case} in {folder} has channels {found} ({len(wrong)} case(s) affected). "
+                           f"Provide exactly the channels the model was trained with.")
+    return sorted(channels)

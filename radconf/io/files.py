@@ -5,6 +5,8 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +100,23 @@ def publish_staged_folder(staging: str | os.PathLike, folder: str | os.PathLike)
     staging.rename(folder)
     shutil.rmtree(replaced)
     return folder
+
+
+@contextmanager
+def staged_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Writes a dataset folder all at once: yields an empty ``<folder>.partial`` next to it; when the block ends
+    normally it is published as ``folder`` (:func:`publish_staged_folder`), and on any error (or interruption) it is
+    deleted and ``folder`` is left as it was.
+
+    The caller decides beforehand whether an existing ``folder`` may be replaced.
+    """
+    folder = Path(folder)
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    publish_staged_folder(staging, folder)

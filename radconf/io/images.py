@@ -1,4 +1,15 @@
-"""TODO module docstring."""
+"""Image headers and label maps: ONE voxel-grid type and ONE comparison policy for every radconf check.
+
+Every comparison of two grids (mask vs image in fusion and anatomy datasets, label vs image in raw datasets,
+prediction vs reference in evaluation, members of an ensemble) goes through :func:`geometry_difference`:
+
+- size: equal;
+- spacing: within ``SPACING_RELATIVE_TOLERANCE`` of the reference spacing, per axis;
+- origin: within ``ORIGIN_TOLERANCE_MM`` mm, per axis;
+- direction cosines: within ``DIRECTION_TOLERANCE``.
+
+Headers are read without decoding voxel data (SimpleITK's ``ReadImageInformation``).
+"""
 from __future__ import annotations
 
 import os
@@ -8,7 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from radconf.errors import InvalidInput, MissingInput
-from radconf.io.files import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported for the evaluation modules)
+
+SPACING_RELATIVE_TOLERANCE = 1e-4  # |spacing difference| <= 1e-4 * reference spacing, per axis
+ORIGIN_TOLERANCE_MM = 1e-3  # |origin difference| <= 1e-3 mm, per axis
+DIRECTION_TOLERANCE = 1e-4  # |direction cosine difference| <= 1e-4
+RESAMPLE_HINT = ("Resample the mask onto the image grid (nearest neighbour, e.g. SimpleITK's "
+                 "Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor)) or export it with the image's "
+                 "geometry.")
 
 
 @dataclass(frozen=True)
@@ -20,10 +37,91 @@ class Geometry:
     origin: tuple[float, ...]
     direction: tuple[float, ...]
 
+    @classmethod
+    def of(cls, image) -> Geometry:
+        """Geometry of a ``sitk.Image`` or of an ``sitk.ImageFileReader`` after ``ReadImageInformation``."""
+        return cls(tuple(int(s) for s in image.GetSize()), tuple(float(s) for s in image.GetSpacing()),
+                   tuple(float(s) for s in image.GetOrigin()), tuple(float(s) for s in image.GetDirection()))
+
     @property
     def spacing_zyx(self) -> tuple[float, ...]:
         """Spacing in numpy array axis order."""
         return tuple(reversed(self.spacing))
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        return float(np.prod(self.spacing)) / 1000.0
+
+    def apply_to(self, image):
+        """Copies spacing, origin and direction onto ``image`` (a ``sitk.Image`` of the same size) and returns it."""
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+        return image
+
+
+def _rounded(values: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(round(v, 6) for v in values)
+
+
+def geometry_difference(reference: Geometry, other: Geometry) -> str | None:
+    """Which property of ``other`` differs from ``reference`` beyond the tolerances, with both values; None if none."""
+    if other.size != reference.size:
+        return f"size {other.size} vs {reference.size}"
+    if len(other.spacing) != len(reference.spacing) or not np.all(
+            np.abs(np.subtract(other.spacing, reference.spacing)) <= SPACING_RELATIVE_TOLERANCE
+            * np.abs(reference.spacing)):
+        return (f"spacing {_rounded(other.spacing)} vs {_rounded(reference.spacing)} "
+                f"(tolerance {SPACING_RELATIVE_TOLERANCE:g} relative)")
+    if not np.all(np.abs(np.subtract(other.origin, reference.origin)) <= ORIGIN_TOLERANCE_MM):
+        return f"origin {_rounded(other.origin)} vs {_rounded(reference.origin)} (tolerance {ORIGIN_TOLERANCE_MM:g} mm)"
+    if not np.all(np.abs(np.subtract(other.direction, reference.direction)) <= DIRECTION_TOLERANCE):
+        return (f"direction {_rounded(other.direction)} vs {_rounded(reference.direction)} "
+                f"(tolerance {DIRECTION_TOLERANCE:g})")
+    return None
+
+
+def read_header(path: Path):
+    """``sitk.ImageFileReader`` with the header of ``path`` read (no voxel data).
+
+    Raises:
+        ValueError: SimpleITK cannot read the file, naming it.
+    """
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise InvalidInput(f"SimpleITK cannot read {path} ({_last_line(error)}); re-export the file in a format "
+                         f"SimpleITK reads (e.g. NIfTI).") from None
+    return reader
+
+
+def _last_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def read_geometry(path: str | os.PathLike) -> Geometry:
+    """The voxel grid of an image file, from its header alone."""
+    return Geometry.of(read_header(Path(path)))
+
+
+def geometry_mismatch(reference: str | os.PathLike, other: str | os.PathLike) -> str | None:
+    """How ``other``'s grid differs from ``reference``'s (headers only), or None: :func:`geometry_difference`."""
+    return geometry_difference(read_geometry(reference), read_geometry(other))
+
+
+def check_same_geometry(reference: Geometry, prediction: Geometry, reference_path: Path, prediction_path: Path) -> None:
+    """Raises InvalidInput naming both files if the prediction is not on the reference grid."""
+    difference = geometry_difference(reference, prediction)
+    if difference:
+        raise InvalidInput(
+            f"Geometry mismatch between prediction {prediction_path} and reference {reference_path}: {difference}. "
+            "Predictions must be on the reference voxel grid: export them in the original image geometry (nnU-Net "
+            "does) or resample them onto the reference before evaluating.")
 
 
 def read_label_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
@@ -55,12 +153,7 @@ def read_label_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
             f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; label images must be scalar "
             "integer label maps (one label id per voxel)."
         )
-    geometry = Geometry(
-        tuple(int(s) for s in image.GetSize()),
-        tuple(float(s) for s in image.GetSpacing()),
-        tuple(float(s) for s in image.GetOrigin()),
-        tuple(float(s) for s in image.GetDirection()),
-    )
+    geometry = Geometry.of(image)
     array = sitk.GetArrayFromImage(image)
     if not np.issubdtype(array.dtype, np.integer):
         if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
@@ -83,131 +176,3 @@ def label_ids_present(array: np.ndarray) -> set[int]:
         flat = array.ravel() if array.dtype != np.uint64 else array.ravel().astype(np.int64)
         return {int(i) for i in np.flatnonzero(np.bincount(flat, minlength=top + 1))}
     return {int(i) for i in np.unique(array)}
-
-
-def check_same_geometry(
-    reference: Geometry, prediction: Geometry, reference_path: Path, prediction_path: Path, tolerance: float = 1e-3
-) -> None:
-    """Raises ValueError naming both files if size, spacing, origin or direction differ (beyond ``tolerance``)."""
-    problems = []
-    if reference.size != prediction.size:
-        problems.append(f"size {prediction.size} != {reference.size}")
-    for name in ("spacing", "origin", "direction"):
-        a, b = np.asarray(getattr(reference, name)), np.asarray(getattr(prediction, name))
-        if a.shape != b.shape or not np.allclose(a, b, rtol=0.0, atol=tolerance):
-            problems.append(f"{name} {tuple(round(float(x), 6) for x in b)} != {tuple(round(float(x), 6) for x in a)}")
-    if problems:
-        raise InvalidInput(
-            f"Geometry mismatch between prediction {prediction_path} and reference {reference_path}: "
-            + "; ".join(problems)
-            + f" (tolerance {tolerance}). Predictions must be on the reference voxel grid: export them in the original "
-            "image geometry (nnU-Net does) or resample them onto the reference before evaluating."
-        )
-
-
-SPACING_RELATIVE_TOLERANCE = 1e-4  # |spacing difference| <= 1e-4 * image spacing, per axis
-
-
-ORIGIN_TOLERANCE_MM = 1e-3  # |origin difference| <= 1e-3 mm, per axis
-
-
-DIRECTION_TOLERANCE = 1e-4  # |direction cosine difference| <= 1e-4
-
-
-RESAMPLE_HINT = ("Resample the mask onto the image grid (nearest neighbour, e.g. SimpleITK's "
-                 "Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor)) or export it with the image's "
-                 "geometry.")
-
-
-@dataclass(frozen=True)
-class ImageGeometry(Geometry):
-    """Voxel grid of an image in SimpleITK's (x, y, z) order, with what fusion needs on top of evaluation's."""
-
-    @classmethod
-    def of(cls, image) -> ImageGeometry:
-        """Geometry of a ``sitk.Image`` or of an ``sitk.ImageFileReader`` after ``ReadImageInformation``."""
-        return cls(tuple(int(s) for s in image.GetSize()), tuple(float(s) for s in image.GetSpacing()),
-                   tuple(float(s) for s in image.GetOrigin()), tuple(float(s) for s in image.GetDirection()))
-
-    @property
-    def voxel_volume_ml(self) -> float:
-        return float(np.prod(self.spacing)) / 1000.0
-
-    def apply_to(self, image):
-        """Copies spacing, origin and direction onto ``image`` (a ``sitk.Image`` of the same size) and returns it."""
-        image.SetSpacing(self.spacing)
-        image.SetOrigin(self.origin)
-        image.SetDirection(self.direction)
-        return image
-
-
-def _rounded(values: tuple[float, ...]) -> tuple[float, ...]:
-    return tuple(round(v, 6) for v in values)
-
-
-def geometry_difference(image: ImageGeometry, mask: ImageGeometry) -> str | None:
-    """Which property of ``mask`` differs from ``image`` beyond the tolerances, with both values; None if none."""
-    if mask.size != image.size:
-        return f"size {mask.size} vs image {image.size}"
-    spacing_ok = np.all(np.abs(np.subtract(mask.spacing, image.spacing))
-                        <= SPACING_RELATIVE_TOLERANCE * np.abs(image.spacing))
-    if not spacing_ok:
-        return (f"spacing {_rounded(mask.spacing)} vs image {_rounded(image.spacing)} "
-                f"(tolerance {SPACING_RELATIVE_TOLERANCE:g} relative)")
-    if not np.all(np.abs(np.subtract(mask.origin, image.origin)) <= ORIGIN_TOLERANCE_MM):
-        return (f"origin {_rounded(mask.origin)} vs image {_rounded(image.origin)} "
-                f"(tolerance {ORIGIN_TOLERANCE_MM:g} mm)")
-    if not np.all(np.abs(np.subtract(mask.direction, image.direction)) <= DIRECTION_TOLERANCE):
-        return (f"direction {_rounded(mask.direction)} vs image {_rounded(image.direction)} "
-                f"(tolerance {DIRECTION_TOLERANCE:g})")
-    return None
-
-
-def read_header(path: Path):
-    """``sitk.ImageFileReader`` with the header of ``path`` read (no voxel data).
-
-    Raises:
-        ValueError: SimpleITK cannot read the file, naming it.
-    """
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        raise InvalidInput(f"SimpleITK cannot read {path} ({_last_line(error)}); re-export the file in a format "
-                         f"SimpleITK reads (e.g. NIfTI).") from None
-    return reader
-
-
-def _last_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
-
-
-GEOMETRY_TOLERANCE = 1e-4  # relative, for spacing/origin/direction comparisons
-
-
-def _read_header(path: Path):
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        raise InvalidInput(f"Cannot read {path}: {str(error).strip().splitlines()[-1]}. Re-export the file.") from None
-    return reader
-
-
-def geometry_mismatch(reference: Path, other: Path) -> str | None:
-    """A description of how ``other``'s size/spacing/origin/direction differ from ``reference``'s, or None."""
-    a, b = _read_header(reference), _read_header(other)
-    if a.GetSize() != b.GetSize():
-        return f"size {b.GetSize()} != {a.GetSize()}"
-    for what in ("Spacing", "Origin", "Direction"):
-        va, vb = np.array(getattr(a, f"Get{what}")()), np.array(getattr(b, f"Get{what}")())
-        if not np.allclose(va, vb, rtol=GEOMETRY_TOLERANCE, atol=GEOMETRY_TOLERANCE):
-            return f"{what.lower()} {tuple(np.round(vb, 5))} != {tuple(np.round(va, 5))}"
-    return None

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from radconf.errors import InvalidInput, MissingInput, OutputExists
+from radconf.io.cases import case_channels
 from radconf.io.images import geometry_mismatch
 
 
@@ -107,10 +108,10 @@ def check_raw_dataset(folder: str | Path, check_label_values: bool = True) -> di
     if len(cases) != dataset_json["numTraining"]:
         problems.append(f"{dataset_json_path}: numTraining is {dataset_json['numTraining']} but labelsTr holds "
                         f"{len(cases)} label files; set numTraining to {len(cases)}.")
-    images = {p.name for p in (folder / "imagesTr").iterdir()}
+    images = case_channels(folder / "imagesTr", ending, strict=False)
     allowed = _allowed_label_values(dataset_json)
     for case, label_path in zip(cases, labels):
-        channels = sorted(n for n in images if re.fullmatch(re.escape(case) + r"_\d{4}" + re.escape(ending), n))
+        channels = [f"{case}_{c:04d}{ending}" for c in images.get(case, [])]
         expected = [f"{case}_{c:04d}{ending}" for c in range(n_channels)]
         if channels != expected:
             problems.append(f"case {case}: found image channels {channels or 'none'} but dataset.json declares "

@@ -1,6 +1,12 @@
-"""The real command-line path on a tiny phantom: plan -> train (a few iterations) -> resume -> predict -> evaluate."""
+"""The real command-line path on a tiny phantom: plan -> train (a few iterations) -> resume -> predict -> evaluate.
+
+The console scripts radconf_plan_and_preprocess, radconf_train, radconf_predict and radconf_evaluate run once each
+as child processes (this file's chain); resuming, the error messages and repeatable seeded training run in-process
+through ``radconf.cli.<name>.main(argv)``.
+"""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -24,27 +30,50 @@ def _run(command: list[str], env: dict[str, str], expect_ok: bool = True) -> sub
     return result
 
 
-def test_plan_train_resume_predict_evaluate(tiny_phantom, nnunet_dirs, tmp_path):
-    env = {**os.environ, **{k: str(v) for k, v in nnunet_dirs.items()}}
+def console_environment(nnunet_dirs: dict[str, Path]) -> dict[str, str]:
+    """The environment of a console-script child: the test's nnU-Net folders, and one nnU-Net worker process (its
+    validation and export pools otherwise start 8 processes, each importing torch, on a 2-core machine)."""
+    environment = {**os.environ, **{k: str(v) for k, v in nnunet_dirs.items()}, "nnUNet_def_n_proc": "1"}
+    environment.pop("nnUNet_n_proc_DA", None)
+    return environment
+
+
+def _dice(reference: np.ndarray, prediction: np.ndarray) -> float:
+    both = int(reference.sum()) + int(prediction.sum())
+    return 2.0 * int(np.logical_and(reference, prediction).sum()) / both if both else float("nan")
+
+
+def test_plan_train_resume_predict_evaluate(tiny_phantom, in_process, tmp_path, capsys):
+    from radconf.cli import train
+    from radconf.nnunet_compat.checkpoints import safe_load_checkpoint
+
+    nnunet_dirs = in_process
+    env = console_environment(nnunet_dirs)
     raw = tiny_phantom.folder
     _run(["radconf_plan_and_preprocess", "-d", "990", "--preset", "cpu", "-np", "1"], env)
-    env["nnUNet_n_proc_DA"] = "0"  # single-threaded augmentation for training (nnU-Net's planner needs it > 0)
     plans = json.loads((nnunet_dirs["nnUNet_preprocessed"] / raw.name / "radconfCPUPlans.json").read_text())
     assert plans["experiment_planner_used"] == "CPUPresetPlanner"
+    assert (nnunet_dirs["nnUNet_preprocessed"] / raw.name / "radconfCPUPlans_3d_fullres").is_dir()
 
-    train = ["radconf_train", "990", "3d_fullres", "0", "-p", "radconfCPUPlans", "-device", "cpu",
-             "--iterations-per-epoch", "2"]
-    _run(train + ["--epochs", "1"], env)
+    train_args = ["990", "3d_fullres", "0", "-p", "radconfCPUPlans", "-device", "cpu", "--iterations-per-epoch", "2"]
+    # single-threaded augmentation for training (nnU-Net's planner needs it > 0)
+    _run(["radconf_train", *train_args, "--epochs", "1"], {**env, "nnUNet_n_proc_DA": "0"})
     fold = nnunet_dirs["nnUNet_results"] / raw.name / "nnUNetTrainer__radconfCPUPlans__3d_fullres" / "fold_0"
     assert (fold / "checkpoint_final.pth").is_file()
     assert json.loads((fold / "radconf_training_overrides.json").read_text())["iterations_per_epoch"] == 2
     summary = json.loads((fold / "validation" / "summary.json").read_text())  # nnU-Net's own final validation
     assert "mean" in summary
+    assert sorted(p.name for p in (fold / "validation").glob("*.nii.gz")) == ["phantom_000.nii.gz"]  # fold 0 of 5
 
-    _check_restore_matches_nnunet(fold / "checkpoint_final.pth", nnunet_dirs)
+    _check_restore_matches_nnunet(fold / "checkpoint_final.pth", nnunet_dirs)  # a copy is in tests/nnunet_compat/
 
-    resumed = _run(train + ["--epochs", "2", "--c", "--no-val"], env)  # continues at epoch 1, trains one more
-    assert "Epoch 1" in resumed.stdout and "Epoch 0\n" not in resumed.stdout
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as local:  # continues at epoch 1, trains one more
+        local.setenv("nnUNet_n_proc_DA", "0")
+        assert train.main([*train_args, "--epochs", "2", "--c", "--no-val"]) == 0
+    resumed = capsys.readouterr().out
+    assert "Epoch 1" in resumed and "Epoch 0\n" not in resumed
+    assert safe_load_checkpoint(fold / "checkpoint_final.pth")["current_epoch"] == 2  # epochs 0 and 1 done
 
     predictions = tmp_path / "predictions"
     _run(["radconf_predict", "-i", str(raw / "imagesTs"), "-o", str(predictions), "-d", "990", "-c", "3d_fullres",
@@ -54,29 +83,52 @@ def test_plan_train_resume_predict_evaluate(tiny_phantom, nnunet_dirs, tmp_path)
     reference = sitk.ReadImage(str(raw / "labelsTs" / f"{case}.nii.gz"))
     assert prediction.GetSize() == reference.GetSize()
     assert np.allclose(prediction.GetSpacing(), reference.GetSpacing())
-    assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= {0, 1, 2, 3, 4}
+    assert np.allclose(prediction.GetOrigin(), reference.GetOrigin())
+    assert np.allclose(prediction.GetDirection(), reference.GetDirection())
+    predicted, expected = sitk.GetArrayFromImage(prediction), sitk.GetArrayFromImage(reference)
+    assert set(np.unique(predicted)) <= {0, 1, 2, 3, 4}
 
     evaluation = tmp_path / "evaluation"
     _run(["radconf_evaluate", "-ref", str(raw / "labelsTs"), "-pred", str(predictions), "-o", str(evaluation),
           "-djfile", str(raw / "dataset.json")], env)
     assert (evaluation / "metrics_per_case.csv").is_file() and (evaluation / "summary.json").is_file()
+    # the evaluation's numbers are those of the files: Dice of each structure recomputed here with numpy
+    labels = {name: value for name, value in json.loads((raw / "dataset.json").read_text())["labels"].items()
+              if name != "background"}
+    rows = list(csv.DictReader((evaluation / "metrics_per_case.csv").open()))
+    assert {r["case"] for r in rows} == {case}
+    by_structure = {r["structure"]: r for r in rows}
+    assert set(by_structure) == set(labels)
+    written = json.loads((evaluation / "summary.json").read_text())
+    for name, value in labels.items():
+        dice = _dice(expected == value, predicted == value)
+        assert (expected == value).any() and not np.isnan(dice)  # the test case holds every structure
+        assert float(by_structure[name]["dice"]) == pytest.approx(dice, abs=1e-6), name
+        assert written[name]["dice"]["mean"] == pytest.approx(dice, abs=1e-6), name  # one case: mean = value
 
 
-def test_cli_errors_are_one_clear_line(nnunet_dirs, tiny_phantom):
-    env = {**os.environ, **{k: str(v) for k, v in nnunet_dirs.items()}}
-    unknown_trainer = _run(["radconf_train", "990", "3d_fullres", "0", "-tr", "NoSuchTrainer"], env,
-                           expect_ok=False)
-    assert unknown_trainer.returncode == 2
-    assert "Unknown trainer 'NoSuchTrainer'" in unknown_trainer.stderr
-    assert "nnUNetTrainer_5epochs" in unknown_trainer.stderr
-    assert "Traceback" not in unknown_trainer.stderr
+def test_cli_errors_are_one_clear_line(tiny_phantom, nnunet_dirs, capsys):
+    """User errors of radconf_train and radconf_plan_and_preprocess: exit 2, one ``radconf: error:`` line on stderr
+    saying what to do, no traceback (in-process; the console scripts run in the chain above)."""
+    from radconf.cli import plan_and_preprocess, train
 
-    unknown_dataset = _run(["radconf_plan_and_preprocess", "-d", "777", "--preset", "cpu"], env, expect_ok=False)
-    assert unknown_dataset.returncode == 2 and "Dataset 777 not found" in unknown_dataset.stderr
-    assert "Dataset990_Phantom" in unknown_dataset.stderr  # says what is there
+    def error_of(main, argv: list[str]) -> str:
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith("radconf: error: ") and "Traceback" not in captured.err
+        assert len(captured.err.strip().splitlines()) == 1, captured.err
+        return captured.err
 
-    no_plans = _run(["radconf_train", "990", "3d_fullres", "0", "-p", "radconfCPUPlans"], env, expect_ok=False)
-    assert no_plans.returncode == 2 and "radconf_plan_and_preprocess" in no_plans.stderr
+    unknown_trainer = error_of(train.main, ["990", "3d_fullres", "0", "-tr", "NoSuchTrainer"])
+    assert "Unknown trainer 'NoSuchTrainer'" in unknown_trainer
+    assert "nnUNetTrainer_5epochs" in unknown_trainer
+
+    unknown_dataset = error_of(plan_and_preprocess.main, ["-d", "777", "--preset", "cpu"])
+    assert "Dataset 777 not found" in unknown_dataset
+    assert "Dataset990_Phantom" in unknown_dataset  # says what is there
+
+    no_plans = error_of(train.main, ["990", "3d_fullres", "0", "-p", "radconfCPUPlans"])
+    assert "radconf_plan_and_preprocess" in no_plans
 
 
 def _check_restore_matches_nnunet(checkpoint, nnunet_dirs) -> None:
@@ -101,21 +153,19 @@ def _check_restore_matches_nnunet(checkpoint, nnunet_dirs) -> None:
     assert str(ours.optimizer.state_dict()) == str(theirs.optimizer.state_dict())
 
 
-def test_seeded_training_repeats_exactly(tiny_phantom, nnunet_dirs):
+def test_seeded_training_repeats_exactly(organ_model, train_in_process):
+    """The session's organ model was trained with seed ``organ_model.seed``: the same command and seed gives the
+    same network, another seed another one (in-process, single-threaded augmentation)."""
     import torch
 
     from radconf.nnunet_compat.checkpoints import safe_load_checkpoint
 
-    env = {**os.environ, **{k: str(v) for k, v in nnunet_dirs.items()}}
-    _run(["radconf_plan_and_preprocess", "-d", "990", "--preset", "cpu", "-c", "3d_fullres", "-np", "1"], env)
-    env["nnUNet_n_proc_DA"] = "0"
-    fold = (nnunet_dirs["nnUNet_results"] / tiny_phantom.folder.name / "nnUNetTrainerNoDA__radconfCPUPlans__3d_fullres"
-            / "fold_0")
-    weights = []
-    for seed in (7, 7, 8):
-        _run(["radconf_train", "990", "3d_fullres", "0", "-tr", "nnUNetTrainerNoDA", "-p", "radconfCPUPlans",
-              "-device", "cpu", "--epochs", "1", "--iterations-per-epoch", "2", "--no-val", "--seed", str(seed)], env)
-        weights.append(safe_load_checkpoint(fold / "checkpoint_final.pth")["network_weights"])
-        shutil.rmtree(fold)
+    checkpoint = organ_model.fold / "checkpoint_final.pth"
+    weights = [safe_load_checkpoint(checkpoint)["network_weights"]]
+    shutil.rmtree(organ_model.fold)
+    for seed in (organ_model.seed, organ_model.seed + 1):
+        train_in_process([*organ_model.train_args, "--seed", str(seed)])
+        weights.append(safe_load_checkpoint(checkpoint)["network_weights"])
+        shutil.rmtree(organ_model.fold)
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # same seed: same network
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])  # another seed: another one

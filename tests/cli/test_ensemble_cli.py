@@ -1,19 +1,23 @@
 """Ensembling end to end on the tiny phantom: two residual-encoder U-Nets (cpu_resenc preset) of different loss
 (nnU-Net's Dice + CE, class-weighted CE), weights fitted on fold 0's validation, the
 ensemble run from images and from the saved validation probabilities (same labels), the leakage warning and the
-refusals."""
+refusals.
+
+radconf_find_ensemble_weights and radconf_ensemble run as console scripts (their one child-process check each);
+planning, training and prediction run in-process (``radconf.cli.<name>.main(argv)``).
+"""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_end_to_end import _run  # noqa: E402
+from test_end_to_end import _run, console_environment  # noqa: E402
 
 PLAIN = "990:nnUNetTrainer:radconfCPUResEncPlans:3d_fullres:0"
 RESENC_WCE = "990:WeightedCELossTrainer:radconfCPUResEncPlans:3d_fullres:0"
@@ -23,15 +27,17 @@ def _labels(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def test_fit_weights_predict_and_ensemble(tiny_phantom, nnunet_dirs, tmp_path, capsys):
-    env = {**os.environ, **{k: str(v) for k, v in nnunet_dirs.items()}}
+def test_fit_weights_predict_and_ensemble(tiny_phantom, in_process, train_in_process, tmp_path, capsys):
+    from radconf.cli import find_ensemble_weights, plan_and_preprocess, predict
+
+    nnunet_dirs = in_process
+    env = console_environment(nnunet_dirs)
     raw = tiny_phantom.folder
-    _run(["radconf_plan_and_preprocess", "-d", "990", "--preset", "cpu_resenc", "-np", "1"], env)
-    env["nnUNet_n_proc_DA"] = "0"
+    assert plan_and_preprocess.main(["-d", "990", "--preset", "cpu_resenc", "-c", "3d_fullres", "-np", "1"]) == 0
     for spec in (PLAIN, RESENC_WCE):
         _, trainer, plans, _, _ = spec.split(":")
-        _run(["radconf_train", "990", "3d_fullres", "0", "-tr", trainer, "-p", plans, "-device", "cpu", "--epochs",
-              "1", "--iterations-per-epoch", "2", "--npz"], env)
+        train_in_process(["990", "3d_fullres", "0", "-tr", trainer, "-p", plans, "-device", "cpu", "--epochs", "1",
+                          "--iterations-per-epoch", "2", "--npz"])
     results = nnunet_dirs["nnUNet_results"] / raw.name
     class_weights = json.loads((results / "WeightedCELossTrainer__radconfCPUResEncPlans__3d_fullres" / "fold_0" /
                                 "class_weights.json").read_text())
@@ -57,9 +63,9 @@ def test_fit_weights_predict_and_ensemble(tiny_phantom, nnunet_dirs, tmp_path, c
     for name, folder in ((case, raw / "imagesTs"), (validation_case, raw / "imagesTr")):
         (images / f"{name}_0000.nii.gz").symlink_to(folder / f"{name}_0000.nii.gz")
     ensemble = tmp_path / "ensemble"
-    predicted = _run(["radconf_predict", "-i", str(images), "-o", str(ensemble), "-m", PLAIN, RESENC_WCE,
-                      "--weights", str(fitted / "weights.json"), "--save_disagreement", "-device", "cpu"], env)
-    assert "1 of the 2 case(s) were used to fit these ensemble weights" in predicted.stderr
+    with pytest.warns(UserWarning, match=r"1 of the 2 case\(s\) were used to fit these ensemble weights"):
+        assert predict.main(["-i", str(images), "-o", str(ensemble), "-m", PLAIN, RESENC_WCE, "--weights",
+                             str(fitted / "weights.json"), "--save_disagreement", "-device", "cpu", "-np", "1"]) == 0
     reference = sitk.ReadImage(str(raw / "labelsTs" / f"{case}.nii.gz"))
     output = sitk.ReadImage(str(ensemble / f"{case}.nii.gz"))
     assert output.GetSize() == reference.GetSize() and np.allclose(output.GetSpacing(), reference.GetSpacing())
@@ -76,9 +82,8 @@ def test_fit_weights_predict_and_ensemble(tiny_phantom, nnunet_dirs, tmp_path, c
     np.testing.assert_array_equal(_labels(from_files / f"{validation_case}.nii.gz"),
                                   _labels(ensemble / f"{validation_case}.nii.gz"))
 
-    # refusals, in-process (the nnU-Net folders are set in this process's environment by the fixture)
-    from radconf.cli import find_ensemble_weights, predict
-
+    # refusals, in-process
+    capsys.readouterr()
     assert predict.main(["-i", str(images), "-o", str(tmp_path / "bad"), "-m", PLAIN, "--weights",
                          str(fitted / "weights.json")]) == 2
     assert "missing here" in capsys.readouterr().err

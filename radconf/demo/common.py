@@ -1,0 +1,136 @@
+"""What every stage of the demo shares: names of plans and trainers, the settings, the stage timer, and the
+``radconf_*`` commands run in child processes.
+
+:mod:`.pipeline` runs the demo and calls :mod:`.confidence` and :mod:`.report`; all three import this module and
+never each other the other way round.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from radconf.errors import CommandFailed
+
+PLANS = "radconfCPUPlans"
+# nnU-Net's trainer without data augmentation: on the demo's small CPU budget it converges much faster than the
+# default trainer, and the phantom's test cases share the training distribution, so the missing augmentation costs
+# little here; real data should use the default trainer on a GPU.
+TRAINER = "nnUNetTrainerNoDA"
+CONFIDENCE_TRAINER = "ConfidenceTrainerNoDA"  # no augmentation, like the demo's first model (see TRAINER)
+CLINICAL_LEVEL = 3  # the paper's starting point for a CTV
+CONFIGURATION = "3d_fullres"
+FOLD = "all"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of the demo run; ``fast`` is a smoke test of the whole path, not a meaningful model."""
+
+    num_train: int = 16
+    num_test: int = 4
+    epochs: int = 20
+    iterations_per_epoch: int = 50
+    dataset_id: int = 501
+    confidence_dataset_id: int = 502
+    # nnU-Net does not seed its training; on this small budget an unlucky start can find the GTV too late. A seed
+    # with single-process augmentation makes the demo repeat.
+    seed: int = 0
+
+    @classmethod
+    def fast(cls) -> DemoSettings:
+        return cls(num_train=6, num_test=2, epochs=2, iterations_per_epoch=10)
+
+
+@dataclass
+class StageTimer:
+    """``with timer("name"):`` prints the stage's start and end and records its wall time in ``timings``."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        print(f"\n=== {name} ===", flush=True)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - start
+        print(f"--- {name}: {self.timings[name]:.1f} s", flush=True)
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """Where the demo's commands run: nnU-Net environment, log file, device and settings."""
+
+    environment: dict[str, str]
+    log: Path
+    device: str
+    settings: DemoSettings
+
+
+def run_command(arguments: list[str], environment: dict[str, str], log: Path, progress: tuple[str, int, str] | None
+                 = None) -> None:
+    """Runs one radconf command in a child process; its output goes to the demo log.
+
+    Args:
+        arguments: module and arguments (run as ``python -m``).
+        environment: variables added to this process's environment for the child.
+        log: the demo log.
+        progress: (description, total, regex) - a tqdm bar advanced by every output line matching the regex.
+    """
+    import os
+    import re
+
+    from tqdm import tqdm
+
+    shown = " ".join(["radconf_" + arguments[0].rsplit(".", 1)[-1], *arguments[1:]])
+    print(f"$ {shown}", flush=True)
+    bar = tqdm(total=progress[1], desc=progress[0], unit="step") if progress else None
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"\n$ {shown}\n")
+        handle.flush()
+        process = subprocess.Popen([sys.executable, "-m", *arguments], env={**os.environ, **environment},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in process.stdout:
+            handle.write(line)
+            if bar is not None and re.search(progress[2], line):
+                bar.update(1)
+        returncode = process.wait()
+    if bar is not None:
+        bar.close()
+    if returncode != 0:
+        raise CommandFailed(f"'{shown}' failed (exit {returncode}); see {log} for its output.")
+
+
+def training_environment(environment: dict[str, str]) -> dict[str, str]:
+    """Training runs with single-process augmentation, so that ``--seed`` makes them repeat (and 2 cores are not
+    oversubscribed by augmentation workers of a trainer that does not augment)."""
+    return {**environment, "nnUNet_n_proc_DA": "0"}
+
+
+def plan_dataset(context: CommandContext, dataset: str) -> None:
+    """``radconf_plan_and_preprocess`` with the ``cpu`` preset."""
+    run_command(["radconf.cli.plan_and_preprocess", "-d", dataset, "--preset", "cpu", "-c", CONFIGURATION],
+                context.environment, context.log)
+
+
+def train_model(context: CommandContext, dataset: str, trainer: str) -> None:
+    """``radconf_train`` on fold ``all`` with the demo's epochs, iterations and seed (no validation)."""
+    settings = context.settings
+    run_command(["radconf.cli.train", dataset, CONFIGURATION, FOLD, "-tr", trainer, "-p", PLANS, "-device",
+                 context.device, "--epochs", str(settings.epochs), "--iterations-per-epoch",
+                 str(settings.iterations_per_epoch), "--no-val", "--c", "--seed", str(settings.seed)],
+                training_environment(context.environment), context.log,
+                progress=("training epochs", settings.epochs, r"Epoch time:"))
+
+
+def predict_cases(context: CommandContext, images: Path, predictions: Path, dataset: str, trainer: str,
+                  extra: Sequence[str] = ()) -> None:
+    """``radconf_predict`` of the held-out images with the trained fold."""
+    run_command(["radconf.cli.predict", "-i", str(images), "-o", str(predictions), "-d", dataset, "-c",
+                 CONFIGURATION, "-tr", trainer, "-p", PLANS, "-f", FOLD, "-device", context.device, *extra],
+                context.environment, context.log,
+                progress=("predicting cases", context.settings.num_test, r"^Predicting "))
