@@ -1,4 +1,4 @@
-"""TODO module docstring."""
+"""``ModelSpec``: one trained model (dataset, trainer, plans, configuration, folds) and where it lives."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -24,11 +24,11 @@ from tqdm import tqdm
 
 from radconf.errors import InvalidInput, OutputExists
 from radconf.io.files import (
-    array_to_image,
     atomic_write_image,
     atomic_write_json,
     staged_folder,
 )
+from radconf.io.images import array_to_image
 
 MARKER = "radconf_phantom.json"
 

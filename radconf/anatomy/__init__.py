@@ -1,1 +1,3 @@
-"""TODO package docstring."""
+"""Anatomy-guided models: organ masks as input channels (``channels``, ``dataset``, ``inputs``), distance-map
+targets and their export (``distance``, ``distance_export``).
+"""

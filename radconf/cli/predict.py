@@ -60,11 +60,13 @@ def main(argv: list[str] | None = None) -> int:
             predict,
         )
         from radconf.cli.environment import use_default_nnunet_paths
+        from radconf.devices import configure_threads
         from radconf.ensembles.weights import warn_if_fitted_on
         from radconf.models import ModelSpec
 
         use_default_nnunet_paths()
         members, weights, fitted_cases = _members(args)
+        configure_threads(args.device)  # once per process, before any model is loaded
         ensemble = None
         if weights is not None or args.save_disagreement:
             ensemble = EnsembleOptions(weights=None if weights is None else tuple(weights),

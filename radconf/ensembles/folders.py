@@ -1,4 +1,6 @@
-"""TODO module docstring."""
+"""Weighted ensembles of saved probabilities (``radconf_ensemble -i DIR ...``): each member folder holds
+``CASE.npz`` (nnU-Net's ``--save_probabilities`` or a fold's ``validation/`` with ``--npz``) and ``CASE<ending>``, whose
+geometry the output takes; files are read and written with nnU-Net's reader/writer of the members' plans."""
 from __future__ import annotations
 
 import json
@@ -67,7 +69,7 @@ def ensemble_folders(input_folders: Sequence[str | Path], output_folder: str | P
     Returns:
         The cases ensembled.
     """
-    import SimpleITK as sitk
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     from tqdm import tqdm
 
     folders = [Path(f) for f in input_folders]
@@ -77,6 +79,8 @@ def ensemble_folders(input_folders: Sequence[str | Path], output_folder: str | P
     ending = descriptions[0][0]["file_ending"]
     cases = probability_cases(folders)
     output_folder = Path(output_folder)
+    # nnU-Net's own reader/writer of the members' plans, as radconf_predict -m uses: same geometry, same file format
+    reader_writer = PlansManager(descriptions[0][1]).image_reader_writer_class()
     write_ensemble_record(output_folder, space, descriptions[0][0], descriptions[0][1], [str(f) for f in folders],
                            weights)
     for case in tqdm(cases, desc="Ensemble", unit="case", disable=not progress):
@@ -92,15 +96,13 @@ def ensemble_folders(input_folders: Sequence[str | Path], output_folder: str | P
             if weight > 0:
                 with np.load(folder / f"{case}.npz") as npz:
                     accumulator.add(to_space(npz["probabilities"], kind, space), float(weight))
-        reference = sitk.ReadImage(str(references[0]))
+        reference, properties = reader_writer.read_seg(str(references[0]))
 
         def write_segmentation(segmentation: np.ndarray, tmp: str) -> None:
-            image = sitk.GetImageFromArray(segmentation)
-            if image.GetSize() != reference.GetSize():
+            if segmentation.shape != reference.shape[1:]:
                 raise InvalidInput(f"Case {case}: probabilities of shape {segmentation.shape} do not match the image "
-                                 f"grid {reference.GetSize()[::-1]} of {references[0]}.")
-            image.CopyInformation(reference)
-            sitk.WriteImage(image, tmp, True)
+                                   f"grid {reference.shape[1:]} of {references[0]}.")
+            reader_writer.write_seg(segmentation, tmp, properties)
 
         write_case(output_folder, case, ending, accumulator, space, save_probabilities or space.kind == "cumulative",
                     write_segmentation)

@@ -1,4 +1,8 @@
-"""TODO module docstring."""
+"""Per-case statistics of ensemble members on validation cases, and the exact soft/hard IoU of any mixture.
+
+Each case is reduced once (:func:`case_statistics`) to what the objectives need (see :mod:`radconf.ensembles.optimiser`
+for the derivation); :class:`Objectives` evaluates the soft and the decoded IoU of weights ``w`` from them.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence

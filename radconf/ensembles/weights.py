@@ -1,4 +1,4 @@
-"""TODO module docstring."""
+"""Ensemble weights as data: checking them, reading ``weights.json``, matching members by model, leakage warnings."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""TODO module docstring."""
+"""Reading nnU-Net's dataset.json: loading it, finding it next to a label folder, parsing its labels."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Atomic file writing and small image helpers shared by radconf's commands."""
+"""Atomic file writing and staged folders: a reader never sees a half-written file or dataset."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 
 def _temporary_sibling(path: Path) -> Path:
@@ -61,17 +59,6 @@ def atomic_write_image(path: str | os.PathLike, image: Any) -> Path:
     import SimpleITK as sitk
 
     return atomic_write_with(path, lambda tmp: sitk.WriteImage(image, tmp, True))
-
-
-def array_to_image(array: np.ndarray, spacing_zyx: tuple[float, ...], origin_xyz: tuple[float, ...] | None = None):
-    """numpy (z, y, x) array -> SimpleITK image with spacing given in the same (z, y, x) order."""
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing(tuple(float(s) for s in reversed(spacing_zyx)))
-    if origin_xyz is not None:
-        image.SetOrigin(tuple(float(o) for o in origin_xyz))
-    return image
 
 
 def atomic_save_figure(figure: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:

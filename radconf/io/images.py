@@ -176,3 +176,14 @@ def label_ids_present(array: np.ndarray) -> set[int]:
         flat = array.ravel() if array.dtype != np.uint64 else array.ravel().astype(np.int64)
         return {int(i) for i in np.flatnonzero(np.bincount(flat, minlength=top + 1))}
     return {int(i) for i in np.unique(array)}
+
+
+def array_to_image(array: np.ndarray, spacing_zyx: tuple[float, ...], origin_xyz: tuple[float, ...] | None = None):
+    """numpy (z, y, x) array -> SimpleITK image with spacing given in the same (z, y, x) order."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(float(s) for s in reversed(spacing_zyx)))
+    if origin_xyz is not None:
+        image.SetOrigin(tuple(float(o) for o in origin_xyz))
+    return image

@@ -1,9 +1,4 @@
-"""File handling of the evaluation: label images, dataset.json, case lists, CSV (atomic writes from radconf.io).
-
-SimpleITK is imported inside the functions that need it, so importing :mod:`radconf.evaluation` stays cheap.
-Images are returned as numpy arrays in (z, y, x) order (``sitk.GetArrayFromImage``) together with their spacing in
-the same order (``GetSpacing()[::-1]``).
-"""
+"""Tables: CSV (atomic, formatted numbers), JSON of numpy values, reading CSV back."""
 from __future__ import annotations
 
 import csv

@@ -57,6 +57,11 @@ def safe_load_checkpoint(path: str | Path) -> dict:
                            f"Copy it again, or retrain the fold.") from None
 
 
+#: what nnU-Net 2.8's ``nnUNetTrainer.save_checkpoint`` writes (tests/nnunet_compat checks it against nnU-Net)
+CHECKPOINT_KEYS = frozenset({"network_weights", "optimizer_state", "grad_scaler_state", "logging", "_best_ema",
+                             "current_epoch", "init_args", "trainer_name", "inference_allowed_mirroring_axes"})
+
+
 def restore_trainer_state(trainer, checkpoint: dict) -> None:
     """Restores network, optimizer, grad scaler, epoch, logger and best EMA from a loaded checkpoint dict."""
     if not trainer.was_initialized:

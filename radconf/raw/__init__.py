@@ -1,1 +1,3 @@
-"""TODO package docstring."""
+"""nnU-Net raw datasets: finding and checking them (``checks``), radconf's dataset.json entry (``entry``), and the
+helpers of datasets radconf derives from them (``derived``).
+"""

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radconf.io.files import array_to_image, atomic_write_image, atomic_write_json
+from radconf.io.files import atomic_write_image, atomic_write_json
+from radconf.io.images import array_to_image
 from radconf.paths import require_nnunet_paths, resolve_nnunet_paths
 
 

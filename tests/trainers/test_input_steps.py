@@ -5,9 +5,17 @@ import pytest
 import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from radconf.trainers.anatomy_channels import AnatomyChannelsMixin, AnatomyChannelsTrainer, AnatomyPredictor
+from radconf.trainers.anatomy_channels import (
+    AnatomyChannelsMixin,
+    AnatomyChannelsTrainer,
+    AnatomyPredictor,
+)
 from radconf.trainers.input_steps import combine_predictors, input_predictors
-from radconf.trainers.slice_context import SliceContextMixin, SliceContextPredictor, nnUNetTrainerSliceContext5
+from radconf.trainers.slice_context import (
+    SliceContextMixin,
+    SliceContextPredictor,
+    nnUNetTrainerSliceContext5,
+)
 
 from radconf.anatomy.channels import AnatomyChannels
 

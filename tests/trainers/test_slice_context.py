@@ -141,7 +141,12 @@ def test_plan_train_validate_predict_2d(tiny_phantom, nnunet_dirs, tmp_path, mon
     from radconf.nnunet_compat.checkpoints import safe_load_checkpoint
     from radconf.planning import plan_and_preprocess
     from radconf.registry import find_class
-    from radconf.training import TrainingOptions, build_trainer, load_pretrained_weights, train
+    from radconf.training import (
+        TrainingOptions,
+        build_trainer,
+        load_pretrained_weights,
+        train,
+    )
 
     assert find_class("nnUNetTrainerSliceContext5", "trainer") is nnUNetTrainerSliceContext5
     plans_name, _ = plan_and_preprocess(990, planner="CPUPresetPlanner", configurations=("2d",), num_processes=1)

@@ -12,7 +12,13 @@ from radconf.trainers.loss_variants import WeightedCELossTrainer
 
 from radconf.cli.train import build_parser, training_options
 from radconf.errors import InvalidInput
-from radconf.training import TrainingOptions, check_settings, configure_trainer, declared_settings, train
+from radconf.training import (
+    TrainingOptions,
+    check_settings,
+    configure_trainer,
+    declared_settings,
+    train,
+)
 
 
 def test_settings_are_collected_along_the_mro():

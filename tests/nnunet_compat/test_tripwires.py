@@ -1,0 +1,119 @@
+"""Tripwires for every place radconf reaches into nnU-Net's internals (radconf.nnunet_compat and the trainers'
+insertion points). Each fails loudly, naming what changed, when nnU-Net changes underneath radconf. All run in
+seconds: nothing here trains."""
+from __future__ import annotations
+
+import inspect
+import pickle
+
+import pytest
+import torch
+
+from radconf.nnunet_compat.checkpoints import (CHECKPOINT_KEYS, restore_trainer_state, safe_load_checkpoint,
+                                               unwrap_network)
+
+
+def _trainer(planned, seed: int):
+    from radconf.training import build_trainer
+
+    torch.manual_seed(seed)
+    trainer = build_trainer(991, "3d_fullres", "all", plans=planned["plans"], device="cpu")
+    trainer.initialize()
+    return trainer
+
+
+def test_checkpoint_restore_equals_nnunets_own(planned, tmp_path):
+    """radconf restores a weights_only-loaded checkpoint attribute for attribute as nnU-Net's path-based
+    ``load_checkpoint`` does; the keys nnU-Net writes are the ones radconf restores."""
+    saved = _trainer(planned, seed=0)
+    saved.current_epoch, saved._best_ema = 3, 0.625
+    saved.logger.log("ema_fg_dice", 0.625, 2)
+    path = tmp_path / "checkpoint.pth"
+    saved.save_checkpoint(str(path))
+    checkpoint = safe_load_checkpoint(path)
+    assert set(checkpoint) == CHECKPOINT_KEYS, "nnU-Net's save_checkpoint changed: update restore_trainer_state"
+
+    ours, theirs = _trainer(planned, seed=1), _trainer(planned, seed=2)
+    restore_trainer_state(ours, checkpoint)
+    theirs.load_checkpoint(str(path))
+    assert ours.current_epoch == theirs.current_epoch == 4  # nnU-Net saves the epoch to resume at
+    assert ours._best_ema == theirs._best_ema == 0.625
+    assert ours.logger.get_checkpoint() == theirs.logger.get_checkpoint()
+    for (name, a), (_, b), (_, c) in zip(ours.network.state_dict().items(), theirs.network.state_dict().items(),
+                                         saved.network.state_dict().items()):
+        assert torch.equal(a, b) and torch.equal(a, c), name
+    assert str(ours.optimizer.state_dict()) == str(theirs.optimizer.state_dict())
+
+
+def test_unwrap_network_sees_through_torch_compile():
+    network = torch.nn.Conv3d(1, 2, 3)
+    assert unwrap_network(network) is network
+    assert unwrap_network(torch.compile(network)) is network
+
+
+def test_safe_loader_tells_corrupt_from_untrusted(tmp_path):
+    good = tmp_path / "good.pth"
+    torch.save({"network_weights": {"w": torch.ones(3)}}, good)
+    assert torch.equal(safe_load_checkpoint(good)["network_weights"]["w"], torch.ones(3))
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        safe_load_checkpoint(truncated)
+    untrusted = tmp_path / "untrusted.pth"
+    torch.save({"callable": pickle.Pickler}, untrusted)  # a class torch will not rebuild with weights_only
+    with pytest.raises(ValueError, match="cannot be loaded safely"):
+        safe_load_checkpoint(untrusted)
+    with pytest.raises(FileNotFoundError):
+        safe_load_checkpoint(tmp_path / "missing.pth")
+
+
+def test_trainer_module_globals_that_radconf_substitutes():
+    """``substitute_in_trainer_module`` swaps nnUNetDataLoader/nnUNetPredictor while these methods run."""
+    import sys
+
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    module = sys.modules[nnUNetTrainer.__module__]
+    assert hasattr(module, "nnUNetDataLoader") and hasattr(module, "nnUNetPredictor")
+    assert "nnUNetDataLoader" in nnUNetTrainer.get_dataloaders.__code__.co_names
+    assert "nnUNetPredictor" in nnUNetTrainer.perform_actual_validation.__code__.co_names
+
+
+def test_export_and_predictor_signatures():
+    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    export = inspect.signature(convert_predicted_logits_to_segmentation_with_correct_shape).parameters
+    assert list(export)[:5] == ["predicted_logits", "plans_manager", "configuration_manager", "label_manager",
+                                "properties_dict"] and "return_probabilities" in export
+    manual = list(inspect.signature(nnUNetPredictor.manual_initialization).parameters)
+    assert manual == ["self", "network", "plans_manager", "configuration_manager", "parameters", "dataset_json",
+                      "trainer_name", "inference_allowed_mirroring_axes"]
+    for method in ("predict_from_files", "predict_logits_from_preprocessed_data", "predict_sliding_window_return_logits"):
+        assert hasattr(nnUNetPredictor, method), method
+
+
+def test_training_transforms_end_with_the_step_anatomy_channels_insert_after():
+    """The anatomy trainers move mask channels back to the image right after nnU-Net's RemoveLabelTansform."""
+    from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    transforms = nnUNetTrainer.get_training_transforms(
+        (16, 16, 16), (0, 0), None, (0, 1, 2), False, None, is_cascaded=False, foreground_labels=[1, 2],
+        regions=None, ignore_label=None)
+    assert any(isinstance(t, RemoveLabelTansform) for t in transforms.transforms)
+    validation = nnUNetTrainer.get_validation_transforms(None, is_cascaded=False, foreground_labels=[1, 2],
+                                                         regions=None, ignore_label=None)
+    assert any(isinstance(t, RemoveLabelTansform) for t in validation.transforms)
+
+
+def test_loss_internals_the_dice_variants_replace():
+    """``radconf.losses.swap_dice`` rebuilds nnU-Net's Dice term with its settings; the DDP path uses AllGatherGrad."""
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+    from nnunetv2.utilities.ddp_allgather import AllGatherGrad  # noqa: F401
+
+    dice = MemoryEfficientSoftDiceLoss(apply_nonlin=torch.sigmoid, batch_dice=True, do_bg=False, smooth=1e-5)
+    for attribute in ("apply_nonlin", "batch_dice", "do_bg", "smooth", "ddp"):
+        assert hasattr(dice, attribute), attribute
+    assert DeepSupervisionWrapper(dice, [1.0]).loss is dice
