@@ -1,4 +1,4 @@
-"""Segmentation and regression losses of the anatomy-guided multi-task model (METHODS.md section 4).
+"""Segmentation and regression losses of the anatomy-guided multi-task model.
 
 The Dice variants are drop-in ``dice_class`` replacements for nnU-Net's ``MemoryEfficientSoftDiceLoss`` (same
 constructor, same ``forward(x, y, loss_mask)``), so nnU-Net's ``DC_and_CE_loss`` and deep supervision wrap them

@@ -1,4 +1,4 @@
-"""Anatomy channels (METHODS.md section 4): organ masks fed to a target-volume model as extra input channels.
+"""Anatomy channels: organ masks fed to a target-volume model as extra input channels.
 
 An anatomy dataset is an ordinary nnU-Net dataset whose extra image channels are binary organ masks (uint8 0/1, on
 the image grid) with ``channel_names`` ``"noNorm"``, so nnU-Net's preprocessing only casts them to float32. Its

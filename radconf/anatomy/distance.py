@@ -1,4 +1,4 @@
-"""Distance-map targets for multi-task heads (METHODS.md section 4): distance in mm to a structure.
+"""Distance-map targets for multi-task heads: distance in mm to a structure.
 
 ``distance_to_structure`` is 0 inside the structure and the Euclidean distance (mm, anisotropic spacing honoured) to
 the nearest structure voxel outside; ``signed=True`` makes it negative inside (distance to the nearest outside voxel).
