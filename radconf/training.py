@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from radconf.devices import make_device
 from radconf.errors import InvalidInput, MissingInput
@@ -17,7 +17,10 @@ from radconf.nnunet_compat.checkpoints import (
 )
 from radconf.paths import require_nnunet_paths
 from radconf.raw.checks import find_dataset_name
-from radconf.registry import find_class
+from radconf.registry import find_class, radconf_classes
+
+if TYPE_CHECKING:
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
 def load_pretrained_weights(network, path: str | Path) -> list[str]:
@@ -139,8 +142,6 @@ def check_settings(trainer_class: type, settings: Mapping[str, Any]) -> None:
     unknown = [name for name in settings if name not in accepted]
     if not unknown:
         return
-    from radconf.registry import radconf_classes
-
     hints = []
     for name in unknown:
         takers = sorted(n for n, cls in radconf_classes("trainer").items() if name in declared_settings(cls))
@@ -150,7 +151,7 @@ def check_settings(trainer_class: type, settings: Mapping[str, Any]) -> None:
                        f"{'; '.join(hints)}.")
 
 
-def configure_trainer(nnunet_trainer, options: TrainingOptions) -> None:
+def configure_trainer(nnunet_trainer: nnUNetTrainer, options: TrainingOptions) -> None:
     """Applies the training length, checkpointing and the (checked) trainer settings of ``options``."""
     check_settings(type(nnunet_trainer), options.settings)
     if options.epochs is not None:
@@ -212,8 +213,8 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
     return output_folder
 
 
-def _load_start_state(nnunet_trainer, output_folder: Path, continue_training: bool, only_validation: bool,
-                      pretrained_weights: str | Path | None) -> None:
+def _load_start_state(nnunet_trainer: nnUNetTrainer, output_folder: Path, continue_training: bool,
+                      only_validation: bool, pretrained_weights: str | Path | None) -> None:
     """Restores the checkpoint to resume or validate from, or loads pretrained weights into a new network."""
     checkpoint = None
     if continue_training:

@@ -101,6 +101,11 @@ class AnatomyChannelsMixin(InputStepsMixin):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
+        if getattr(self, "context_slices", 1) != 1:
+            # the slice-context loader stacks the slices before nnU-Net's transforms, where the masks are moved
+            raise InvalidInput(f"{type(self).__name__}: training anatomy channels together with slice context is not "
+                               f"supported (the augmentation would read the masks from the stacked channels); "
+                               f"only their inference steps compose.")
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.anatomy = anatomy_of(self.dataset_json, where=f"dataset.json of {self.plans_manager.dataset_name}")
         if self.anatomy is None:

@@ -30,6 +30,10 @@ class AnatomyGuidedMultiTaskTrainer(AnatomyChannelsMixin, DistanceHeadMixin, nnU
 AnatomyGuidedMultiTaskTrainerNoDA = no_augmentation(AnatomyGuidedMultiTaskTrainer)
 
 
-class AnatomyGuidedMultiTaskTrainerBoundaryDice(BoundaryDiceMixin, AnatomyChannelsMixin, DistanceHeadMixin,
+class AnatomyGuidedMultiTaskTrainerBoundaryDice(AnatomyChannelsMixin, DistanceHeadMixin, BoundaryDiceMixin,
                                                 nnUNetTrainer):
-    """AG-MTN with the paper's boundary-weighted Dice in the segmentation loss."""
+    """AG-MTN with the paper's boundary-weighted Dice in the segmentation loss.
+
+    ``BoundaryDiceMixin`` comes after ``DistanceHeadMixin``: it swaps the Dice term of nnU-Net's loss, which the
+    distance head then wraps (the other order would look for the Dice term in the wrapper).
+    """

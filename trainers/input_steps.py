@@ -13,7 +13,7 @@ index the dataset's channels, which no longer exist as such once the layout has 
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -37,7 +37,7 @@ def input_predictors(trainer_class: type) -> tuple[type, ...]:
     return tuple(sorted(found, key=lambda p: bool(getattr(p, "changes_channel_layout", False))))
 
 
-@lru_cache(maxsize=None)
+@cache
 def combine_predictors(predictors: tuple[type, ...]) -> type:
     """One predictor class applying the steps of ``predictors`` in order (nnU-Net's predictor if there are none).
 

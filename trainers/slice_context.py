@@ -13,7 +13,7 @@ Conventions shared by training and inference (both use ``neighbour_index``):
 """
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import cache, partial
 
 import numpy as np
 import torch
@@ -103,7 +103,7 @@ class SliceContextPredictor(nnUNetPredictor):
         return super().predict_sliding_window_return_logits(stack_neighbour_slices(input_image, self.context_slices))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _with_context_slices(predictor: type, context_slices: int) -> type:
     """``predictor`` (a slice-context predictor, maybe composed with other input steps) for ``context_slices``."""
     if predictor.context_slices == context_slices:

@@ -53,7 +53,6 @@ def test_plan_train_resume_predict_evaluate(tiny_phantom, in_process, tmp_path, 
     _run(["radconf_plan_and_preprocess", "-d", "990", "--preset", "cpu", "-np", "1"], env)
     plans = json.loads((nnunet_dirs["nnUNet_preprocessed"] / raw.name / "radconfCPUPlans.json").read_text())
     assert plans["experiment_planner_used"] == "CPUPresetPlanner"
-    assert (nnunet_dirs["nnUNet_preprocessed"] / raw.name / "radconfCPUPlans_3d_fullres").is_dir()
 
     train_args = ["990", "3d_fullres", "0", "-p", "radconfCPUPlans", "-device", "cpu", "--iterations-per-epoch", "2"]
     # single-threaded augmentation for training (nnU-Net's planner needs it > 0)
@@ -100,11 +99,15 @@ def test_plan_train_resume_predict_evaluate(tiny_phantom, in_process, tmp_path, 
     by_structure = {r["structure"]: r for r in rows}
     assert set(by_structure) == set(labels)
     written = json.loads((evaluation / "summary.json").read_text())
+    assert written["cases"] == [case] and written["missing_cases"] == []
+    dices = {}
     for name, value in labels.items():
-        dice = _dice(expected == value, predicted == value)
-        assert (expected == value).any() and not np.isnan(dice)  # the test case holds every structure
-        assert float(by_structure[name]["dice"]) == pytest.approx(dice, abs=1e-6), name
-        assert written[name]["dice"]["mean"] == pytest.approx(dice, abs=1e-6), name  # one case: mean = value
+        dices[name] = _dice(expected == value, predicted == value)
+        assert (expected == value).any() and not np.isnan(dices[name])  # the test case holds every structure
+        assert float(by_structure[name]["dice"]) == pytest.approx(dices[name], abs=1e-6), name
+        # one case: the summary's mean is that case's value
+        assert written["per_structure"][name]["dice"]["mean"] == pytest.approx(dices[name], abs=1e-6), name
+    assert written["mean_dice"] == pytest.approx(np.mean(list(dices.values())), abs=1e-6)
 
 
 def test_cli_errors_are_one_clear_line(tiny_phantom, nnunet_dirs, capsys):

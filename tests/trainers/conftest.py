@@ -1,60 +1,115 @@
 """Session store for the trainer tests: the tiny phantom and the datasets radconf's trainers need, planned once.
 
-``trainer_datasets`` (session): in one set of nnU-Net folders, planned with the cpu preset (``radconfCPUPlans``) for
-``2d`` and ``3d_fullres``:
+``trainer_datasets`` (session) builds, in one set of nnU-Net folders, with radconf's own builders and planning (cpu
+preset, ``radconfCPUPlans``), the configurations the discovered trainers ask for (``kind_of``/``configuration_of``):
 
 * ``plain`` (990): the raw phantom, organ labels;
-* ``confidence`` (992): its readers fused into confidence levels 0..K (``radconf_fuse_readers``);
 * ``anatomy`` (991): target GTV with the bladder and rectum masks as CT-filled input channels
-  (``radconf_anatomy_dataset``; its planning preprocesses 3d_fullres only).
+  (``radconf_anatomy_dataset``);
+* ``confidence`` (992): the phantom's readers fused into confidence levels 0..3 (``radconf_fuse_readers``).
 
 Tests read the store's raw and preprocessed folders and write their models into their own ``nnUNet_results``
 (``trainer_dirs``).
 """
 from __future__ import annotations
 
+import importlib
+import multiprocessing.pool
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 PLANS = "radconfCPUPlans"
+DATASET_IDS = {"plain": 990, "anatomy": 991, "confidence": 992}
+# nnU-Net modules whose worker pools (multiprocessing.get_context("spawn").Pool) planning runs
+_PLANNING_POOL_MODULES = ("nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor",
+                          "nnunetv2.preprocessing.preprocessors.default_preprocessor")
+
+
+def kind_of(trainer: type) -> str:
+    """The dataset kind a trainer class trains on: ``confidence``, ``anatomy`` or ``plain``."""
+    from radconf.trainers.anatomy_channels import AnatomyChannelsMixin
+    from radconf.trainers.confidence import _LevelTrainer
+
+    if issubclass(trainer, _LevelTrainer):
+        return "confidence"
+    return "anatomy" if issubclass(trainer, AnatomyChannelsMixin) else "plain"
+
+
+def configuration_of(trainer: type) -> str:
+    """``2d`` for 2.5D (slice-context) trainers, else ``3d_fullres``."""
+    from radconf.trainers.slice_context import SliceContextMixin
+
+    return "2d" if issubclass(trainer, SliceContextMixin) else "3d_fullres"
 
 
 @dataclass(frozen=True)
 class TrainerDatasets:
-    """Dataset ids by kind, and the folders holding them (``nnUNet_raw``, ``nnUNet_preprocessed``)."""
+    """Dataset ids by kind, the configurations preprocessed per kind, and the nnU-Net folders holding them."""
 
     ids: dict[str, int]
+    configurations: dict[str, tuple[str, ...]]
     raw: Path
     preprocessed: Path
 
 
+@contextmanager
+def quick_planning(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """nnU-Net's fingerprint and preprocessing code, run faster on the tiny phantom (restored afterwards):
+
+    * its worker pools run as threads of this process, not as spawned interpreters that each import torch first;
+    * the intensity statistics sample 10^5 foreground voxels in all instead of 10^8 (with replacement; a tiny
+      phantom case has a few thousand foreground voxels, so the percentiles CT normalisation uses stay the same
+      up to sampling noise, and the plans' layout does not depend on them).
+    """
+    from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import (
+        DatasetFingerprintExtractor,
+    )
+
+    threads = SimpleNamespace(get_context=lambda method=None: SimpleNamespace(Pool=multiprocessing.pool.ThreadPool))
+    for module in _PLANNING_POOL_MODULES:
+        monkeypatch.setattr(importlib.import_module(module), "multiprocessing", threads)
+    original = DatasetFingerprintExtractor.__init__
+
+    def fewer_samples(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.num_foreground_voxels_for_intensitystats = 1e5
+
+    monkeypatch.setattr(DatasetFingerprintExtractor, "__init__", fewer_samples)
+    yield
+
+
 @pytest.fixture(scope="session")
 def trainer_datasets(tmp_path_factory: pytest.TempPathFactory, phantom_store) -> TrainerDatasets:
-    """Plain, confidence-level and anatomy-channel datasets of the tiny phantom, planned once per session."""
-    from tests.conftest import copy_store, in_process_nnunet
-
+    """Plain, anatomy-channel and confidence-level datasets of the tiny phantom, planned once per session."""
     from radconf.cli import anatomy_dataset, fuse_readers
     from radconf.planning import plan_and_preprocess
+    from radconf.registry import radconf_classes
+    from tests.conftest import copy_store, in_process_nnunet
 
+    trainers = radconf_classes("trainer").values()
+    configurations = {kind: tuple(sorted({configuration_of(t) for t in trainers if kind_of(t) == kind}))
+                      for kind in DATASET_IDS}
     root = tmp_path_factory.mktemp("trainer_datasets")
     dirs = {name: root / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     for path in dirs.values():
         path.mkdir()
     phantom = copy_store(phantom_store, dirs)
-    ids = {"plain": 990, "anatomy": 991, "confidence": 992}
-    with pytest.MonkeyPatch.context() as monkeypatch, in_process_nnunet(monkeypatch, dirs):
-        assert fuse_readers.main([str(phantom.folder), "-d", "992", "-n", "Conf992", "-k", "3",
-                                  "--structure", "GTV"]) == 0
+    with pytest.MonkeyPatch.context() as monkeypatch, in_process_nnunet(monkeypatch, dirs), quick_planning(monkeypatch):
         assert anatomy_dataset.main(["990", "-d", "991", "-n", "GTVAnatomy", "--target", "gtv", "--anatomy",
                                      "bladder", "rectum", "--encoding", "ct"]) == 0
-        for kind, dataset_id in ids.items():
-            configurations = ("3d_fullres",) if kind == "anatomy" else ("2d", "3d_fullres")
-            plans_name, _ = plan_and_preprocess(dataset_id, planner="CPUPresetPlanner",
-                                                configurations=configurations, num_processes=1)
-            assert plans_name == PLANS
-    return TrainerDatasets(ids, dirs["nnUNet_raw"], dirs["nnUNet_preprocessed"])
+        assert fuse_readers.main([str(phantom.folder), "-d", "992", "-n", "Conf992", "-k", "3",
+                                  "--structure", "GTV"]) == 0
+        for kind, dataset_id in DATASET_IDS.items():
+            if configurations[kind]:
+                plans_name, _ = plan_and_preprocess(dataset_id, planner="CPUPresetPlanner",
+                                                    configurations=configurations[kind], num_processes=1)
+                assert plans_name == PLANS
+    return TrainerDatasets(dict(DATASET_IDS), configurations, dirs["nnUNet_raw"], dirs["nnUNet_preprocessed"])
 
 
 @pytest.fixture

@@ -49,6 +49,23 @@ def _predict(dataset_id: int, trainer: str, images: Path, output: Path, env: dic
           "-p", "radconfCPUPlans", "-f", "0", "-device", "cpu", "--disable_tta", "-np", "1", *extra], env)
 
 
+def _assert_summary_describes_the_files(folder: Path) -> None:
+    """nnU-Net's validation summary.json scores the level maps in ``folder`` (after radconf's re-decoding)."""
+    summary = json.loads((folder / "summary.json").read_text())
+    assert len(summary["metric_per_case"]) == len(list(folder.glob("*.nii.gz"))) > 0
+    for case in summary["metric_per_case"]:
+        prediction, reference = _array(Path(case["prediction_file"])), _array(Path(case["reference_file"]))
+        for level in range(1, K + 1):
+            region = str(tuple(range(level, K + 1)))  # nnU-Net's key of the region level >= c
+            pred, ref = prediction >= level, reference >= level
+            overlap, total = int((pred & ref).sum()), int(pred.sum() + ref.sum())
+            recorded = case["metrics"][region]["Dice"]
+            if total == 0:
+                assert np.isnan(recorded)
+            else:
+                assert recorded == pytest.approx(2 * overlap / total, abs=1e-9), (case["prediction_file"], level)
+
+
 @pytest.fixture
 def env(nnunet_dirs) -> dict[str, str]:
     return {**os.environ, **{k: str(v) for k, v in nnunet_dirs.items()}}
@@ -79,6 +96,7 @@ def test_fuse_train_validate_resume_predict(tiny_phantom, nnunet_dirs, env, tmp_
     assert "continuous_dice" in json.dumps(summary) and "level>=5" in json.dumps(summary)
     validation_levels = _array(next((fold / "validation").glob("*.nii.gz")))
     assert set(np.unique(validation_levels)) <= set(range(K + 1))
+    _assert_summary_describes_the_files(fold / "validation")
     assert not list((fold / "validation").glob("*.npz"))  # probabilities only kept with --npz
 
     resumed = _train(992, "ConfidenceTrainer", env, "--epochs", "2", "--c", "--no-val")

@@ -18,6 +18,7 @@ from radconf.trainers.slice_context import (
 )
 
 from radconf.anatomy.channels import AnatomyChannels
+from radconf.errors import InvalidInput
 
 
 class AnatomySlices3(AnatomyChannelsMixin, SliceContextMixin, nnUNetTrainer):
@@ -85,3 +86,8 @@ def test_combined_trainer_validates_with_the_combined_predictor():
     defining = [k for k in AnatomySlices3.__mro__ if "perform_actual_validation" in vars(k)]
     assert defining[0].__name__ == "InputStepsMixin" and defining[1] is nnUNetTrainer
     assert "nnUNetPredictor" in nnUNetTrainer.perform_actual_validation.__code__.co_names
+
+
+def test_training_both_is_refused_until_the_augmentation_composes_too():
+    with pytest.raises(InvalidInput, match="AnatomySlices3: training anatomy channels together with slice context"):
+        AnatomySlices3({"configurations": {"2d": {"patch_size": [8, 8]}}}, "2d", 0, {}, torch.device("cpu"))

@@ -1,4 +1,7 @@
-"""radconf's trainers keep nnU-Net's constructor signature as far as nnU-Net reads it: names, kinds, defaults.
+"""nnU-Net's constructor signature, which radconf's trainers keep as far as nnU-Net reads it: names, kinds, defaults.
+
+The per-trainer comparison is ``test_radconf_trainers_keep_nnunets_constructor_signature`` in
+``tests/radconf/test_registry.py``.
 
 nnU-Net records a trainer's init arguments in ``my_init_kwargs`` by looking up each parameter name of
 ``inspect.signature(self.__init__)`` in ``nnUNetTrainer.__init__``'s locals, and rebuilds trainers from checkpoints
@@ -9,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 
-import pytest
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
@@ -40,10 +42,3 @@ def test_trainer_modules_postpone_annotations():
     for name, cls in overriding.items():
         annotations = inspect.signature(cls.__init__).parameters["plans"].annotation
         assert annotations == "dict", name  # a string: the module uses postponed annotations
-
-
-@pytest.mark.parametrize("name", sorted(radconf_classes("trainer")) or ["(none found)"])
-def test_radconf_trainer_keeps_nnunets_constructor_parameters(name):
-    trainers = radconf_classes("trainer")
-    assert trainers, "no radconf trainer classes were discovered"
-    assert _parameters(trainers[name].__init__) == REFERENCE, name
