@@ -56,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         from radconf.cli.environment import use_default_nnunet_paths
+        from radconf.devices import configure_threads
         from radconf.training import train
 
         use_default_nnunet_paths()
+        configure_threads(args.device)  # once per process, as nnU-Net's entry point does
         folder = train(args.dataset_name_or_id, args.configuration, args.fold, trainer=args.tr, plans=args.p,
                        device=args.device, continue_training=args.c, only_validation=args.val,
                        options=training_options(args))

@@ -6,15 +6,17 @@ preset, ``radconfCPUPlans``), the configurations the discovered trainers ask for
 * ``plain`` (990): the raw phantom, organ labels;
 * ``anatomy`` (991): target GTV with the bladder and rectum masks as CT-filled input channels
   (``radconf_anatomy_dataset``);
-* ``confidence`` (992): the phantom's readers fused into confidence levels 0..3 (``radconf_fuse_readers``).
+* ``confidence`` (992): the phantom's readers fused into confidence levels 0..``CONFIDENCE_K`` (``radconf_fuse_readers``,
+  structure GTV).
 
 Tests read the store's raw and preprocessed folders and write their models into their own ``nnUNet_results``
-(``trainer_dirs``).
+(``trainer_dirs``), or take a copy of the whole store (``copy_trainer_datasets``, e.g. into a module's folders).
 """
 from __future__ import annotations
 
 import importlib
 import multiprocessing.pool
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ import pytest
 
 PLANS = "radconfCPUPlans"
 DATASET_IDS = {"plain": 990, "anatomy": 991, "confidence": 992}
+CONFIDENCE_K = 5  # highest confidence level of the ``confidence`` dataset (radconf_fuse_readers' default)
 # nnU-Net modules whose worker pools (multiprocessing.get_context("spawn").Pool) planning runs
 _PLANNING_POOL_MODULES = ("nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor",
                           "nnunetv2.preprocessing.preprocessors.default_preprocessor")
@@ -102,7 +105,7 @@ def trainer_datasets(tmp_path_factory: pytest.TempPathFactory, phantom_store) ->
     with pytest.MonkeyPatch.context() as monkeypatch, in_process_nnunet(monkeypatch, dirs), quick_planning(monkeypatch):
         assert anatomy_dataset.main(["990", "-d", "991", "-n", "GTVAnatomy", "--target", "gtv", "--anatomy",
                                      "bladder", "rectum", "--encoding", "ct"]) == 0
-        assert fuse_readers.main([str(phantom.folder), "-d", "992", "-n", "Conf992", "-k", "3",
+        assert fuse_readers.main([str(phantom.folder), "-d", "992", "-n", "Conf992", "-k", str(CONFIDENCE_K),
                                   "--structure", "GTV"]) == 0
         for kind, dataset_id in DATASET_IDS.items():
             if configurations[kind]:
@@ -124,3 +127,14 @@ def trainer_dirs(trainer_datasets: TrainerDatasets, tmp_path: Path, monkeypatch:
     with in_process_nnunet(monkeypatch, dirs):
         monkeypatch.setenv("nnUNet_n_proc_DA", "0")
         yield dirs
+
+
+def copy_trainer_datasets(store: TrainerDatasets, root: Path) -> dict[str, Path]:
+    """A copy of the store's raw and preprocessed folders under ``root`` plus an empty ``nnUNet_results``; returns
+    the nnU-Net folders (set them with ``tests.conftest.in_process_nnunet``)."""
+    dirs = {"nnUNet_raw": root / "nnUNet_raw", "nnUNet_preprocessed": root / "nnUNet_preprocessed",
+            "nnUNet_results": root / "nnUNet_results"}
+    shutil.copytree(store.raw, dirs["nnUNet_raw"], symlinks=True)
+    shutil.copytree(store.preprocessed, dirs["nnUNet_preprocessed"], symlinks=True)
+    dirs["nnUNet_results"].mkdir(parents=True)
+    return dirs

@@ -7,7 +7,6 @@ from batchgeneratorsv2.transforms.intensity.gaussian_noise import GaussianNoiseT
 from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from radconf.trainers.anatomy_channels import (
     AnatomyChannelsTrainer,
     AnatomyPredictor,
@@ -74,16 +73,25 @@ def test_spatial_augmentation_moves_masks_like_labels():
                                p_synchronize_scaling_across_axes=1, bg_style_seg_sampling=False,
                                border_mode_seg="constant", padding_value_seg=-1)
     torch.manual_seed(1)
-    plain = ComposeTransforms([spatial, RemoveLabelTansform(-1, 0)])(image=image.clone(),
-                                                                     segmentation=segmentation.clone())["image"]
+    transformed = ComposeTransforms([spatial, RemoveLabelTansform(-1, 0)])(image=image.clone(),
+                                                                           segmentation=segmentation.clone())
+    plain = transformed["image"]
     assert not torch.isin(plain[1], torch.tensor([0.0, 0.97])).all()  # image interpolation blurs the mask
     torch.manual_seed(1)
     out = with_anatomy_channels(ComposeTransforms([spatial, RemoveLabelTansform(-1, 0)]), ANATOMY, 4)(
         image=image.clone(), segmentation=segmentation.clone())
     assert torch.isin(out["image"][1], torch.tensor([0.0, 1.0])).all() and out["image"][1].sum() > 0
     assert torch.isin(out["image"][3], torch.tensor([0.0, 1.0])).all() and out["image"][3].sum() > 0
-    # the mask moved with the same deformation as the labels: it overlaps the transformed image's bright region
+    # the mask moved with the same deformation as the labels: it is exactly the transformed image's bright region
+    # (the blurred mask above half its value, same seed = same deformation), and the labels moved as without radconf
     assert out["segmentation"].shape == (1, 6, 10, 10)
+    assert torch.equal(out["image"][1], (plain[1] > 0.97 / 2).float())
+    assert torch.equal(out["image"][3], (plain[3] > 1.02 / 2).float())
+    assert torch.equal(out["segmentation"], transformed["segmentation"]) and torch.equal(out["image"][0], plain[0])
+    # the bladder mask overlapped the label before (8 voxels); it still does after the deformation, the rectum not
+    moved_label = out["segmentation"][0] == 1
+    assert int(((image[1] > 0.5) & (segmentation[0] == 1)).sum()) == 8
+    assert (out["image"][1].bool() & moved_label).sum() > 0 and not (out["image"][3].bool() & moved_label).any()
 
 
 class _Recorder(torch.nn.Module):
@@ -131,4 +139,4 @@ def test_declaration_checks_and_trainer_hooks():
         AnatomyChannels(channels={1: "a"}, encoding="hu")
     for trainer in (AnatomyChannelsTrainer, AnatomyGuidedMultiTaskTrainer):  # signatures: test_trainer_signatures.py
         assert trainer.predictor_class is AnatomyPredictor
-    assert "nnUNetPredictor" in nnUNetTrainer.perform_actual_validation.__code__.co_names
+    # the nnUNetPredictor global these predictors replace in validation: tests/nnunet_compat/test_tripwires.py

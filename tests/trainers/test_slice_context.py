@@ -1,6 +1,7 @@
 """2.5D slice context: loader crops, predictor inputs, and a plan -> train -> validate -> predict run on CPU."""
 from __future__ import annotations
 
+import importlib
 import itertools
 import pickle
 
@@ -110,7 +111,7 @@ def test_predictor_feeds_each_slice_with_its_neighbours_and_mirrors_in_plane():
             assert torch.allclose(logits[:, d].float(), manual[0] / len(combos), atol=2e-3)
 
 
-def test_subclass_gets_a_matching_predictor_and_the_nnunet_hooks_still_exist():
+def test_subclass_gets_a_matching_predictor():
     class ThreeSlices(SliceContextMixin, nnUNetTrainer):
         context_slices = 3
 
@@ -119,27 +120,33 @@ def test_subclass_gets_a_matching_predictor_and_the_nnunet_hooks_still_exist():
     assert nnUNetTrainerSliceContext5.predictor_class is SliceContextPredictor
     with pytest.raises(ValueError, match="odd"):
         type("Even", (SliceContextMixin, nnUNetTrainer), {"context_slices": 4})
-    # the mixin substitutes these module globals while nnU-Net's methods run; fail loudly if nnU-Net changes
-    assert "nnUNetDataLoader" in nnUNetTrainer.get_dataloaders.__code__.co_names
-    assert "nnUNetPredictor" in nnUNetTrainer.perform_actual_validation.__code__.co_names
+    # the nnU-Net globals the mixin substitutes (nnUNetDataLoader, nnUNetPredictor): tests/nnunet_compat/test_tripwires.py
 
 
 @pytest.fixture
-def one_torch_thread():
-    """On a small shared machine OpenMP threads wait on each other (10x slower here): the test runs torch on one
-    thread and restores the count afterwards (radconf sets threads only in its entry points)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def planned_2d(trainer_datasets, tmp_path, monkeypatch):
+    """The session store's plain phantom (Dataset990, ``radconfCPUPlans`` with 2d preprocessed) copied into this
+    test's nnU-Net folders; one worker process, torch on one thread (``in_process_nnunet``), single-threaded
+    augmentation (``nnUNet_n_proc_DA=0``)."""
+    from tests.conftest import in_process_nnunet
+
+    from .conftest import copy_trainer_datasets
+
+    assert "2d" in trainer_datasets.configurations["plain"]
+    dirs = copy_trainer_datasets(trainer_datasets, tmp_path / "nnunet")
+    # in_process_nnunet patches nnUNet_def_n_proc's globals (read at import: nnU-Net's validation spawns 8 export and
+    # 8 metric workers, its predictor runs torch with up to 8 threads) to 1 and runs torch on one thread: OpenMP
+    # threads wait on each other on a small shared machine (10x slower here)
+    with in_process_nnunet(monkeypatch, dirs):
+        monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # single-threaded augmentation (nnU-Net's planner needs it > 0)
+        yield dirs
 
 
-def test_plan_train_validate_predict_2d(tiny_phantom, nnunet_dirs, tmp_path, monkeypatch, one_torch_thread):
+def test_train_validate_resume_predict_2d(planned_2d, tmp_path):
     from radconf.api import RunOptions, predict
     from radconf.inference import load_predictor
     from radconf.models import ModelSpec
     from radconf.nnunet_compat.checkpoints import safe_load_checkpoint
-    from radconf.planning import plan_and_preprocess
     from radconf.registry import find_class
     from radconf.training import (
         TrainingOptions,
@@ -148,13 +155,12 @@ def test_plan_train_validate_predict_2d(tiny_phantom, nnunet_dirs, tmp_path, mon
         train,
     )
 
+    from .conftest import PLANS as plans_name
+
     assert find_class("nnUNetTrainerSliceContext5", "trainer") is nnUNetTrainerSliceContext5
-    plans_name, _ = plan_and_preprocess(990, planner="CPUPresetPlanner", configurations=("2d",), num_processes=1)
-    monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # single-threaded augmentation (nnU-Net's planner needs it > 0)
-    # nnUNet_def_n_proc, read at import: nnU-Net's validation spawns 8 export and 8 metric workers, and its predictor
-    # runs torch with up to 8 threads; 1 keeps this test fast on a small shared machine
     for module in ("nnunetv2.training.nnUNetTrainer.nnUNetTrainer", "nnunetv2.inference.predict_from_raw_data"):
-        monkeypatch.setattr(f"{module}.default_num_processes", 1)
+        assert importlib.import_module(module).default_num_processes == 1
+    assert torch.get_num_threads() == 1
     with pytest.raises(ValueError, match="use -c 2d"):
         build_trainer(990, "3d_fullres", 0, trainer="nnUNetTrainerSliceContext5", plans=plans_name, device="cpu")
 
@@ -175,13 +181,37 @@ def test_plan_train_validate_predict_2d(tiny_phantom, nnunet_dirs, tmp_path, mon
     assert isinstance(predictor, SliceContextPredictor)
     first_conv = next(m for m in predictor.network.modules() if isinstance(m, torch.nn.Conv2d))
     assert first_conv.in_channels == 1 * S  # the phantom has one CT channel
+    # the trained network, as loaded, gets slice d with its neighbours d-2..d+2 (edge-replicated) in channels 0..4
+    trained = predictor.network
+    recorder = _Recorder(trained)
+    predictor.network, predictor.use_mirroring = recorder, False
+    patch = tuple(predictor.configuration_manager.patch_size)
+    torch.manual_seed(0)
+    volume = torch.randn(1, 3, *patch)
+    logits = predictor.predict_sliding_window_return_logits(volume)
+    assert len(recorder.inputs) == 3 and logits.shape[1:] == (3, *patch)
+    with torch.no_grad():
+        for d in range(3):
+            stacked = torch.from_numpy(_expected(volume.numpy(), d))[None]
+            assert torch.equal(recorder.inputs[d], stacked), d
+            assert torch.allclose(logits[:, d].float(), trained(stacked)[0].float(), atol=2e-2), d
 
+    phantom = planned_2d["nnUNet_raw"] / "Dataset990_Phantom"
     output = tmp_path / "predictions"
-    predict(tiny_phantom.folder / "imagesTs", output, [spec], run=RunOptions(device="cpu", num_processes=1))
-    case = tiny_phantom.test_cases[0]
+    predict(phantom / "imagesTs", output, [spec], run=RunOptions(device="cpu", num_processes=1,
+                                                                 save_probabilities=True))
+    image_file = sorted((phantom / "imagesTs").glob("*_0000.nii.gz"))[0]
+    case = image_file.name[: -len("_0000.nii.gz")]
     prediction = sitk.ReadImage(str(output / f"{case}.nii.gz"))
-    image = sitk.ReadImage(str(tiny_phantom.folder / "imagesTs" / f"{case}_0000.nii.gz"))
+    image = sitk.ReadImage(str(image_file))
     assert prediction.GetSize() == image.GetSize()
     assert np.allclose(prediction.GetSpacing(), image.GetSpacing())
     assert np.allclose(prediction.GetOrigin(), image.GetOrigin())
-    assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= {0, 1, 2, 3, 4}
+    labels = sitk.GetArrayFromImage(prediction)
+    assert set(np.unique(labels)) <= {0, 1, 2, 3, 4}
+    # the label map is the argmax of the exported class probabilities, which are a varying, normalised map
+    probabilities = np.load(output / f"{case}.npz")["probabilities"]
+    assert probabilities.shape == (5, *labels.shape)
+    np.testing.assert_allclose(probabilities.sum(0), 1, atol=1e-3)
+    np.testing.assert_array_equal(probabilities.argmax(0), labels)
+    assert np.ptp(probabilities[0]) > 0.01
