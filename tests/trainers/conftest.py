@@ -6,11 +6,11 @@ preset, ``radconfCPUPlans``), the configurations the discovered trainers ask for
 * ``plain`` (990): the raw phantom, organ labels;
 * ``anatomy`` (991): target GTV with the bladder and rectum masks as CT-filled input channels
   (``radconf_anatomy_dataset``);
-* ``confidence`` (992): the phantom's readers fused into confidence levels 0..``CONFIDENCE_K`` (``radconf_fuse_readers``,
-  structure GTV).
+* ``confidence`` (992): the phantom's readers fused into confidence levels 0..``CONFIDENCE_K``
+  (``radconf_fuse_readers``, structure GTV).
 
-Tests read the store's raw and preprocessed folders and write their models into their own ``nnUNet_results``
-(``trainer_dirs``), or take a copy of the whole store (``copy_trainer_datasets``, e.g. into a module's folders).
+Tests never write into the store: ``trainer_dirs`` gives each test a copy of its raw and preprocessed folders and its
+own ``nnUNet_results``; ``copy_trainer_datasets`` makes such a copy anywhere (e.g. a module's shared folders).
 """
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ import pytest
 PLANS = "radconfCPUPlans"
 DATASET_IDS = {"plain": 990, "anatomy": 991, "confidence": 992}
 CONFIDENCE_K = 5  # highest confidence level of the ``confidence`` dataset (radconf_fuse_readers' default)
+# nnU-Net modules whose inference workers (export/metric pools, preprocessing processes, ``multiprocessing``
+# attributes they use) ``threaded_inference`` runs as threads
+_INFERENCE_POOL_MODULES = ("nnunetv2.inference.predict_from_raw_data", "nnunetv2.inference.data_iterators",
+                           "nnunetv2.training.nnUNetTrainer.nnUNetTrainer", "nnunetv2.evaluation.evaluate_predictions")
 # nnU-Net modules whose worker pools (multiprocessing.get_context("spawn").Pool) planning runs
 _PLANNING_POOL_MODULES = ("nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor",
                           "nnunetv2.preprocessing.preprocessors.default_preprocessor")
@@ -86,6 +90,25 @@ def quick_planning(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+@contextmanager
+def threaded_inference(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """nnU-Net's prediction and validation workers as threads of this process (restored afterwards): the
+    preprocessing ``Process`` + ``Manager`` queues, the segmentation export pool and the metric pool; each spawned
+    worker would otherwise import torch and nnU-Net first (seconds per worker on a small shared machine). The work
+    done per case is the same code, in the same order per worker."""
+    import queue
+    import threading
+
+    context = SimpleNamespace(Pool=multiprocessing.pool.ThreadPool, Process=threading.Thread)
+    threads = SimpleNamespace(get_context=lambda method=None: context, TimeoutError=multiprocessing.TimeoutError,
+                              cpu_count=multiprocessing.cpu_count, Pool=multiprocessing.pool.ThreadPool)
+    for module in _INFERENCE_POOL_MODULES:
+        monkeypatch.setattr(importlib.import_module(module), "multiprocessing", threads)
+    monkeypatch.setattr(importlib.import_module("nnunetv2.inference.data_iterators"), "Manager",
+                        lambda: SimpleNamespace(Event=threading.Event, Queue=queue.Queue))
+    yield
+
+
 @pytest.fixture(scope="session")
 def trainer_datasets(tmp_path_factory: pytest.TempPathFactory, phantom_store) -> TrainerDatasets:
     """Plain, anatomy-channel and confidence-level datasets of the tiny phantom, planned once per session."""
@@ -117,13 +140,12 @@ def trainer_datasets(tmp_path_factory: pytest.TempPathFactory, phantom_store) ->
 
 @pytest.fixture
 def trainer_dirs(trainer_datasets: TrainerDatasets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """nnU-Net's folders for one test: the store's raw and preprocessed data, this test's own results folder; one
-    worker process, torch on one thread, single-threaded augmentation (``nnUNet_n_proc_DA=0``)."""
+    """nnU-Net's folders for one test: a copy of the store's raw and preprocessed data (nnU-Net writes its
+    splits_final.json there), this test's own results folder; one worker process, torch on one thread,
+    single-threaded augmentation (``nnUNet_n_proc_DA=0``)."""
     from tests.conftest import in_process_nnunet
 
-    dirs = {"nnUNet_raw": trainer_datasets.raw, "nnUNet_preprocessed": trainer_datasets.preprocessed,
-            "nnUNet_results": tmp_path / "nnUNet_results"}
-    dirs["nnUNet_results"].mkdir()
+    dirs = copy_trainer_datasets(trainer_datasets, tmp_path)
     with in_process_nnunet(monkeypatch, dirs):
         monkeypatch.setenv("nnUNet_n_proc_DA", "0")
         yield dirs

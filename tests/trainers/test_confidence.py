@@ -4,12 +4,15 @@
 The fused and planned dataset (Dataset992_Conf992, levels 0..K) is the session's ``trainer_datasets`` store; one
 ConfidenceTrainer model (1 epoch, with validation) is trained once per module and copied into every test's own
 nnU-Net folders. Commands run through ``radconf.cli.<name>.main(argv)`` (same parsing and exit codes as the
-console scripts) with one worker process and torch on one thread (``tests.conftest.in_process_nnunet``).
+console scripts) with one worker process and torch on one thread (``tests.conftest.in_process_nnunet``), nnU-Net's
+prediction/validation workers as threads (``threaded_inference``).
 """
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import blosc2
@@ -18,7 +21,7 @@ import pytest
 import SimpleITK as sitk
 
 from .conftest import CONFIDENCE_K as K
-from .conftest import DATASET_IDS, PLANS, copy_trainer_datasets, quick_planning
+from .conftest import DATASET_IDS, PLANS, copy_trainer_datasets, quick_planning, threaded_inference
 
 DATASET = DATASET_IDS["confidence"]
 FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
@@ -47,14 +50,17 @@ def _predict(dataset_id: int, trainer: str, images: Path, output: Path, *extra: 
     assert code == 0, f"radconf_predict {trainer} {' '.join(extra)} exited {code}"
 
 
-def _nnunet(monkeypatch: pytest.MonkeyPatch, dirs: dict[str, Path]):
-    """``in_process_nnunet`` for ``dirs``; the commands' ``configure_threads`` (all cores, once per process) is
-    switched off so that torch stays on one thread on the small shared machine."""
+@contextmanager
+def _nnunet(monkeypatch: pytest.MonkeyPatch, dirs: dict[str, Path]) -> Iterator[None]:
+    """``in_process_nnunet`` for ``dirs`` and nnU-Net's inference workers as threads (``threaded_inference``); the
+    commands' ``configure_threads`` (all cores, once per process) is switched off so that torch stays on one thread
+    on the small shared machine."""
     import radconf.devices
     from tests.conftest import in_process_nnunet
 
     monkeypatch.setattr(radconf.devices, "configure_threads", lambda name: None)
-    return in_process_nnunet(monkeypatch, dirs)
+    with in_process_nnunet(monkeypatch, dirs), threaded_inference(monkeypatch):
+        yield
 
 
 def _model(results: Path, trainer: str, configuration: str = "3d_fullres") -> Path:
@@ -147,7 +153,7 @@ def test_resume_continues_the_epochs(confidence_dirs, capsys):
     assert safe_load_checkpoint(fold / "checkpoint_final.pth")["current_epoch"] == 2  # epochs 0 and 1 done
 
 
-def test_predict_levels_masks_and_probabilities(confidence_dirs, trainer_datasets, tmp_path):
+def test_predict_levels_masks_and_probabilities(confidence_dirs, tmp_path):
     dataset = _dataset(confidence_dirs)
     predictions = tmp_path / "predictions"
     _predict(DATASET, "ConfidenceTrainer", dataset / "imagesTs", predictions, "--level", "3", "--level_probabilities")
@@ -204,7 +210,7 @@ def test_softmax_baseline_trains_validates_and_predicts(confidence_dirs, tmp_pat
     assert (fold / "validation" / "confidence_evaluation" / "summary.json").is_file()
     predictions = tmp_path / "softmax_predictions"
     _predict(DATASET, "ConfidenceSoftmaxTrainer", dataset / "imagesTs", predictions, "--level", "2")
-    case = sorted((dataset / "imagesTs").glob("*_0000.nii.gz"))[0].name[: -len("_0000.nii.gz")]
+    case = min((dataset / "imagesTs").glob("*_0000.nii.gz")).name[: -len("_0000.nii.gz")]
     levels = _array(predictions / f"{case}.nii.gz")
     assert set(np.unique(levels)) <= set(range(K + 1))
     np.testing.assert_array_equal(_array(predictions / "level2_masks" / f"{case}.nii.gz"), levels >= 2)
@@ -216,7 +222,7 @@ def test_confidence_2p5d_trains_and_predicts_level_maps(confidence_dirs, tmp_pat
     predictions = tmp_path / "predictions_2p5d"
     _predict(DATASET, "ConfidenceTrainer2p5D", dataset / "imagesTs", predictions, "-c", "2d", "--level", "2",
              "--level_probabilities")
-    image_file = sorted((dataset / "imagesTs").glob("*_0000.nii.gz"))[0]
+    image_file = min((dataset / "imagesTs").glob("*_0000.nii.gz"))
     case = image_file.name[: -len("_0000.nii.gz")]
     image = sitk.ReadImage(str(image_file))
     levels_image = sitk.ReadImage(str(predictions / f"{case}.nii.gz"))
