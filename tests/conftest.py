@@ -17,11 +17,13 @@ to 1 (validation and prediction otherwise start 8 workers) and runs torch on one
 """
 from __future__ import annotations
 
+import multiprocessing.pool
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from radconf.datasets.phantom import PhantomConfig
@@ -40,6 +42,9 @@ ORGAN_SEED = 0
 # nnU-Net modules that read nnUNet_def_n_proc into a global at import (validation, prediction, planning workers)
 _NNUNET_PROCESS_GLOBALS = ("nnunetv2.training.nnUNetTrainer.nnUNetTrainer",
                            "nnunetv2.inference.predict_from_raw_data")
+# nnU-Net modules whose planning worker pools are multiprocessing.get_context("spawn").Pool(n)
+_PLANNING_POOL_MODULES = ("nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor",
+                          "nnunetv2.preprocessing.preprocessors.default_preprocessor")
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,10 @@ def copy_store(store: Store, dirs: dict[str, Path]):
 @contextmanager
 def in_process_nnunet(monkeypatch: pytest.MonkeyPatch, dirs: dict[str, Path] | None = None) -> Iterator[None]:
     """In-process nnU-Net work on a small shared machine: nnU-Net's folders (when given), one worker process for
-    validation/prediction, torch on one thread (OpenMP threads wait on each other on 2 busy cores); restored after.
+    validation/prediction, planning's worker pools as threads of this process (not spawned interpreters that each
+    import torch first; the same functions run on the same cases), torch on one thread (the entry points'
+    ``configure_threads`` switched off; OpenMP threads wait on each other on 2 busy cores); restored after. The
+    console-script chain in tests/cli/test_end_to_end.py plans with nnU-Net's own spawned workers.
 
     ``nnUNet_n_proc_DA`` is left unset: planning refuses 0; set it to 0 (single-threaded augmentation, repeatable
     seeded runs) around training only.
@@ -79,18 +87,25 @@ def in_process_nnunet(monkeypatch: pytest.MonkeyPatch, dirs: dict[str, Path] | N
 
     import torch
 
+    import radconf.devices
+
     if dirs is not None:
         for name, path in dirs.items():
             monkeypatch.setenv(name, str(path))
     monkeypatch.delenv("nnUNet_n_proc_DA", raising=False)
     for module in _NNUNET_PROCESS_GLOBALS:
         monkeypatch.setattr(importlib.import_module(module), "default_num_processes", 1)
-    threads = torch.get_num_threads()
+    threads = SimpleNamespace(get_context=lambda method=None: SimpleNamespace(Pool=multiprocessing.pool.ThreadPool))
+    for module in _PLANNING_POOL_MODULES:
+        monkeypatch.setattr(importlib.import_module(module), "multiprocessing", threads)
+    # radconf_train/radconf_predict set all-core threads once per process; in-process calls keep one thread
+    monkeypatch.setattr(radconf.devices, "configure_threads", lambda name: None)
+    torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(torch_threads)
 
 
 @pytest.fixture

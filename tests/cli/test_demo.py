@@ -40,7 +40,7 @@ def _inter_reader_dice(readers: Path) -> float:
 def test_fast_demo_writes_report_overlays_and_figures(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run([str(Path(sys.executable).parent / "radconf_demo"), "--fast", "--out", str(out)],
-                            capture_output=True, text=True, timeout=900)
+                            capture_output=True, text=True, timeout=900, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     check_demo_output(out, result.stdout)
 

@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 
 
 def _run(command: list[str], env: dict[str, str], expect_ok: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(BIN / command[0]), *command[1:]], env=env, capture_output=True, text=True,
+    result = subprocess.run([str(BIN / command[0]), *command[1:]], env=env, capture_output=True, text=True, check=False,
                             timeout=600)
     if expect_ok and result.returncode != 0:
         pytest.fail(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
@@ -64,7 +64,8 @@ def test_plan_train_resume_predict_evaluate(tiny_phantom, in_process, tmp_path, 
     assert "mean" in summary
     assert sorted(p.name for p in (fold / "validation").glob("*.nii.gz")) == ["phantom_000.nii.gz"]  # fold 0 of 5
 
-    _check_restore_matches_nnunet(fold / "checkpoint_final.pth", nnunet_dirs)  # a copy is in tests/nnunet_compat/
+    # guards nnU-Net internals; it is moving to tests/nnunet_compat/ (this copy stays until that lands)
+    _check_restore_matches_nnunet(fold / "checkpoint_final.pth", nnunet_dirs)
 
     capsys.readouterr()
     with pytest.MonkeyPatch.context() as local:  # continues at epoch 1, trains one more

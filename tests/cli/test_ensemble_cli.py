@@ -17,7 +17,7 @@ import pytest
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_end_to_end import _run, console_environment  # noqa: E402
+from test_end_to_end import _run, console_environment
 
 PLAIN = "990:nnUNetTrainer:radconfCPUResEncPlans:3d_fullres:0"
 RESENC_WCE = "990:WeightedCELossTrainer:radconfCPUResEncPlans:3d_fullres:0"
@@ -41,9 +41,11 @@ def test_fit_weights_predict_and_ensemble(tiny_phantom, in_process, train_in_pro
     results = nnunet_dirs["nnUNet_results"] / raw.name
     class_weights = json.loads((results / "WeightedCELossTrainer__radconfCPUResEncPlans__3d_fullres" / "fold_0" /
                                 "class_weights.json").read_text())
-    weights = np.array(class_weights["weights"])  # reciprocal frequency: background, the most frequent class, weighs least
+    # reciprocal frequency: background, the most frequent class, weighs least
+    weights = np.array(class_weights["weights"])
     assert np.isclose(weights.sum(), 1) and weights.argmin() == 0 and "reciprocal" in class_weights["source"]
-    plans = json.loads((results / "WeightedCELossTrainer__radconfCPUResEncPlans__3d_fullres" / "plans.json").read_text())
+    plans = json.loads((results / "WeightedCELossTrainer__radconfCPUResEncPlans__3d_fullres" / "plans.json")
+                       .read_text())
     assert plans["configurations"]["3d_fullres"]["architecture"]["network_class_name"].endswith("ResidualEncoderUNet")
 
     fitted = tmp_path / "weights"

@@ -1,0 +1,49 @@
+"""The console scripts that no other test in tests/cli runs as a child process: one cheap invocation each, proving the
+entry point is installed and wired (their behaviour is tested in-process in tests/datasets and tests/evaluation).
+
+The others run once each elsewhere in this folder: radconf_plan_and_preprocess, radconf_train, radconf_predict and
+radconf_evaluate (test_end_to_end.py), radconf_fuse_readers (test_fuse_readers.py), radconf_anatomy_dataset
+(test_anatomy_dataset_cli.py), radconf_find_ensemble_weights and radconf_ensemble (test_ensemble_cli.py),
+radconf_demo (test_demo.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+BIN = Path(sys.executable).parent
+
+
+def _script(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / name), *args], capture_output=True, text=True, env=env or dict(os.environ),
+                          timeout=300, check=False)
+
+
+def test_generate_phantom_writes_the_same_phantom_as_the_library(tmp_path, phantom_store):
+    raw = tmp_path / "nnUNet_raw"
+    result = _script("radconf_generate_phantom", "-d", "990", "--num-train", "5", "--num-test", "1", "--seed", "3",
+                     "--spacing", "6", "4", "4", "-o", str(raw))
+    assert result.returncode == 0, result.stdout + result.stderr
+    folder = raw / "Dataset990_Phantom"
+    assert f"radconf: phantom written: {folder} (5 training, 1 held-out cases)" in result.stdout
+    dataset = json.loads((folder / "dataset.json").read_text())
+    assert dataset["numTraining"] == 5
+    # the session's phantom was written by radconf.datasets.phantom.writer with the same settings (conftest's TINY)
+    library = phantom_store.phantom.folder
+    for name in ("imagesTr/phantom_002_0000.nii.gz", "labelsTr/phantom_002.nii.gz", "labelsTs/phantom_005.nii.gz"):
+        assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(folder / name))),
+                              sitk.GetArrayFromImage(sitk.ReadImage(str(library / name)))), name
+
+
+def test_compare_refuses_missing_files_in_one_line(tmp_path):
+    missing = [str(tmp_path / "a" / "metrics_per_case.csv"), str(tmp_path / "b" / "metrics_per_case.csv")]
+    result = _script("radconf_compare", *missing)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("radconf: error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr and "metrics_per_case.csv" in result.stderr
