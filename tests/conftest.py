@@ -17,6 +17,8 @@ to 1 (validation and prediction otherwise start 8 workers) and runs torch on one
 """
 from __future__ import annotations
 
+import importlib
+import multiprocessing
 import multiprocessing.pool
 import shutil
 from collections.abc import Iterator
@@ -42,6 +44,10 @@ ORGAN_SEED = 0
 # nnU-Net modules that read nnUNet_def_n_proc into a global at import (validation, prediction, planning workers)
 _NNUNET_PROCESS_GLOBALS = ("nnunetv2.training.nnUNetTrainer.nnUNetTrainer",
                            "nnunetv2.inference.predict_from_raw_data")
+# nnU-Net modules whose inference workers (export/metric pools, preprocessing processes, ``multiprocessing``
+# attributes they use) ``threaded_inference`` runs as threads
+_INFERENCE_POOL_MODULES = ("nnunetv2.inference.predict_from_raw_data", "nnunetv2.inference.data_iterators",
+                           "nnunetv2.training.nnUNetTrainer.nnUNetTrainer", "nnunetv2.evaluation.evaluate_predictions")
 # nnU-Net modules whose planning worker pools are multiprocessing.get_context("spawn").Pool(n)
 _PLANNING_POOL_MODULES = ("nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor",
                           "nnunetv2.preprocessing.preprocessors.default_preprocessor")
@@ -75,7 +81,7 @@ def copy_store(store: Store, dirs: dict[str, Path]):
 @contextmanager
 def in_process_nnunet(monkeypatch: pytest.MonkeyPatch, dirs: dict[str, Path] | None = None) -> Iterator[None]:
     """In-process nnU-Net work on a small shared machine: nnU-Net's folders (when given), one worker process for
-    validation/prediction, planning's worker pools as threads of this process (not spawned interpreters that each
+    validation/prediction, planning's and inference's worker pools as threads of this process (not spawned interpreters that each
     import torch first; the same functions run on the same cases), torch on one thread (the entry points'
     ``configure_threads`` switched off; OpenMP threads wait on each other on 2 busy cores); restored after. The
     console-script chain in tests/cli/test_end_to_end.py plans with nnU-Net's own spawned workers.
@@ -103,9 +109,29 @@ def in_process_nnunet(monkeypatch: pytest.MonkeyPatch, dirs: dict[str, Path] | N
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threaded_inference(monkeypatch):
+            yield
     finally:
         torch.set_num_threads(torch_threads)
+
+
+@contextmanager
+def threaded_inference(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """nnU-Net's prediction and validation workers as threads of this process (restored afterwards): the
+    preprocessing ``Process`` + ``Manager`` queues, the segmentation export pool and the metric pool; each spawned
+    worker would otherwise import torch and nnU-Net first (seconds per worker on a small shared machine). The work
+    done per case is the same code, in the same order per worker."""
+    import queue
+    import threading
+
+    context = SimpleNamespace(Pool=multiprocessing.pool.ThreadPool, Process=threading.Thread)
+    threads = SimpleNamespace(get_context=lambda method=None: context, TimeoutError=multiprocessing.TimeoutError,
+                              cpu_count=multiprocessing.cpu_count, Pool=multiprocessing.pool.ThreadPool)
+    for module in _INFERENCE_POOL_MODULES:
+        monkeypatch.setattr(importlib.import_module(module), "multiprocessing", threads)
+    monkeypatch.setattr(importlib.import_module("nnunetv2.inference.data_iterators"), "Manager",
+                        lambda: SimpleNamespace(Event=threading.Event, Queue=queue.Queue))
+    yield
 
 
 @pytest.fixture

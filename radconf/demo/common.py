@@ -40,10 +40,15 @@ class DemoSettings:
     # nnU-Net does not seed its training; on this small budget an unlucky start can find the GTV too late. A seed
     # with single-process augmentation makes the demo repeat.
     seed: int = 0
+    phantom_spacing: tuple[float, float, float] | None = None  # None: the phantom's default (3 x 2 x 2 mm)
+    test_time_augmentation: bool = True
 
     @classmethod
     def fast(cls) -> DemoSettings:
-        return cls(num_train=6, num_test=2, epochs=2, iterations_per_epoch=10)
+        """A smoke run of every stage (not a meaningful model): coarse voxels (6 x 4 x 4 mm), 2 x 10 iterations,
+        no test-time mirroring."""
+        return cls(num_train=6, num_test=2, epochs=2, iterations_per_epoch=10, phantom_spacing=(6.0, 4.0, 4.0),
+                   test_time_augmentation=False)
 
 
 @dataclass
@@ -130,7 +135,8 @@ def train_model(context: CommandContext, dataset: str, trainer: str) -> None:
 def predict_cases(context: CommandContext, images: Path, predictions: Path, dataset: str, trainer: str,
                   extra: Sequence[str] = ()) -> None:
     """``radconf_predict`` of the held-out images with the trained fold."""
+    tta = () if context.settings.test_time_augmentation else ("--disable_tta",)
     run_command(["radconf.cli.predict", "-i", str(images), "-o", str(predictions), "-d", dataset, "-c",
-                 CONFIGURATION, "-tr", trainer, "-p", PLANS, "-f", FOLD, "-device", context.device, *extra],
+                 CONFIGURATION, "-tr", trainer, "-p", PLANS, "-f", FOLD, "-device", context.device, *tta, *extra],
                 context.environment, context.log,
                 progress=("predicting cases", context.settings.num_test, r"^Predicting "))

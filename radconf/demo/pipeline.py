@@ -51,6 +51,7 @@ def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None 
     Returns:
         Mean Dice over structures, per-structure means, stage timings and the report path.
     """
+    from radconf.datasets.phantom import PhantomConfig
     from radconf.datasets.phantom.writer import write_phantom_dataset
     from radconf.paths import NnUNetPaths
 
@@ -64,8 +65,9 @@ def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None 
     dataset = str(settings.dataset_id)
 
     with stage("phantom"):
+        config = PhantomConfig(spacing=settings.phantom_spacing) if settings.phantom_spacing else None
         phantom = write_phantom_dataset(paths.raw, dataset_id=settings.dataset_id, num_train=settings.num_train,
-                                        num_test=settings.num_test)
+                                        num_test=settings.num_test, config=config)
     with stage("plan_and_preprocess"):
         plan_dataset(context, dataset)
     with stage("train"):

@@ -14,6 +14,9 @@ import pytest
 import torch
 
 import radconf.devices
+from radconf.devices import (
+    configure_threads,  # the real one (in-process fixtures switch it off)
+)
 
 
 @pytest.fixture
@@ -43,8 +46,6 @@ def test_make_device_twice_changes_no_thread_setting(strict_cuda):
 
 
 def test_thread_settings_apply_once_per_process(strict_cuda):
-    from radconf.devices import configure_threads
-
     configure_threads("cuda")
     configure_threads("cuda")  # a second entry point in the same process (e.g. the demo) changes nothing
     configure_threads("cpu")
@@ -56,17 +57,17 @@ def _fake_trained_model(planned, trainer_name: str = "nnUNetTrainer") -> str:
     from radconf.paths import require_nnunet_paths
     from radconf.training import build_trainer
 
-    trainer = build_trainer(991, "3d_fullres", "all", plans=planned["plans"], device="cpu")
+    trainer = build_trainer(planned["dataset"], "3d_fullres", "all", plans=planned["plans"], device="cpu")
     trainer.initialize()
     paths = require_nnunet_paths()
-    preprocessed = paths.preprocessed / "Dataset991_Phantom"
-    folder = paths.results / "Dataset991_Phantom" / f"{trainer_name}__{planned['plans']}__3d_fullres"
+    preprocessed = paths.preprocessed / "Dataset990_Phantom"
+    folder = paths.results / "Dataset990_Phantom" / f"{trainer_name}__{planned['plans']}__3d_fullres"
     (folder / "fold_all").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(preprocessed / f"{planned['plans']}.json", folder / "plans.json")
     shutil.copyfile(preprocessed / "dataset.json", folder / "dataset.json")
     trainer.save_checkpoint(str(folder / "fold_all" / "checkpoint_final.pth"))
     assert json.loads((folder / "plans.json").read_text())["plans_name"] == planned["plans"]
-    return f"991:{trainer_name}:{planned['plans']}:3d_fullres:all"
+    return f"{planned['dataset']}:{trainer_name}:{planned['plans']}:3d_fullres:all"
 
 
 def test_two_predictors_on_cuda_in_one_process(planned, strict_cuda):

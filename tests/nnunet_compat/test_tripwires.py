@@ -9,15 +9,19 @@ import pickle
 import pytest
 import torch
 
-from radconf.nnunet_compat.checkpoints import (CHECKPOINT_KEYS, restore_trainer_state, safe_load_checkpoint,
-                                               unwrap_network)
+from radconf.nnunet_compat.checkpoints import (
+    CHECKPOINT_KEYS,
+    restore_trainer_state,
+    safe_load_checkpoint,
+    unwrap_network,
+)
 
 
 def _trainer(planned, seed: int):
     from radconf.training import build_trainer
 
     torch.manual_seed(seed)
-    trainer = build_trainer(991, "3d_fullres", "all", plans=planned["plans"], device="cpu")
+    trainer = build_trainer(planned["dataset"], "3d_fullres", "all", plans=planned["plans"], device="cpu")
     trainer.initialize()
     return trainer
 
@@ -80,7 +84,9 @@ def test_trainer_module_globals_that_radconf_substitutes():
 
 
 def test_export_and_predictor_signatures():
-    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+    from nnunetv2.inference.export_prediction import (
+        convert_predicted_logits_to_segmentation_with_correct_shape,
+    )
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     export = inspect.signature(convert_predicted_logits_to_segmentation_with_correct_shape).parameters

@@ -8,18 +8,19 @@ from radconf.planning import plan_and_preprocess
 
 
 def _plan(dataset_id: int, planner: str) -> dict:
+    from radconf.registry import find_class
+
+    return find_class(planner, "planner")(dataset_id).plan_experiment()
+
+
+def test_cpu_plans_are_nnunets_choices_with_a_small_network(tiny_phantom, in_process):
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
         extract_fingerprint_dataset,
     )
 
-    from radconf.registry import find_class
-
-    extract_fingerprint_dataset(dataset_id, num_processes=1, check_dataset_integrity=False, clean=True,
-                                verbose=False, show_progress_bar=False)
-    return find_class(planner, "planner")(dataset_id).plan_experiment()
-
-
-def test_cpu_plans_are_nnunets_choices_with_a_small_network(tiny_phantom):
+    # one fingerprint, two planners
+    extract_fingerprint_dataset(990, num_processes=1, check_dataset_integrity=False, clean=True, verbose=False,
+                                show_progress_bar=False)
     default = _plan(990, "ExperimentPlanner")["configurations"]["3d_fullres"]
     cpu = _plan(990, "CPUPresetPlanner")["configurations"]["3d_fullres"]
     # fingerprint-driven choices are nnU-Net's own
@@ -36,7 +37,7 @@ def test_cpu_plans_are_nnunets_choices_with_a_small_network(tiny_phantom):
     assert all(p % s == 0 for p, s in zip(cpu["patch_size"], strides))
 
 
-def test_plan_and_preprocess_writes_valid_plans(tiny_phantom, nnunet_dirs):
+def test_plan_and_preprocess_writes_valid_plans(tiny_phantom, in_process):
     plans_name, plans_file = plan_and_preprocess(990, planner="CPUPresetPlanner", configurations=["3d_fullres"],
                                                  num_processes=1)
     assert plans_name == "radconfCPUPlans" and plans_file.is_file()

@@ -25,13 +25,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.conftest import threaded_inference  # noqa: F401 (used by the trainer tests)
+
 PLANS = "radconfCPUPlans"
 DATASET_IDS = {"plain": 990, "anatomy": 991, "confidence": 992}
 CONFIDENCE_K = 5  # highest confidence level of the ``confidence`` dataset (radconf_fuse_readers' default)
-# nnU-Net modules whose inference workers (export/metric pools, preprocessing processes, ``multiprocessing``
-# attributes they use) ``threaded_inference`` runs as threads
-_INFERENCE_POOL_MODULES = ("nnunetv2.inference.predict_from_raw_data", "nnunetv2.inference.data_iterators",
-                           "nnunetv2.training.nnUNetTrainer.nnUNetTrainer", "nnunetv2.evaluation.evaluate_predictions")
 # nnU-Net modules whose worker pools (multiprocessing.get_context("spawn").Pool) planning runs
 _PLANNING_POOL_MODULES = ("nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor",
                           "nnunetv2.preprocessing.preprocessors.default_preprocessor")
@@ -87,25 +85,6 @@ def quick_planning(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         self.num_foreground_voxels_for_intensitystats = 1e5
 
     monkeypatch.setattr(DatasetFingerprintExtractor, "__init__", fewer_samples)
-    yield
-
-
-@contextmanager
-def threaded_inference(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """nnU-Net's prediction and validation workers as threads of this process (restored afterwards): the
-    preprocessing ``Process`` + ``Manager`` queues, the segmentation export pool and the metric pool; each spawned
-    worker would otherwise import torch and nnU-Net first (seconds per worker on a small shared machine). The work
-    done per case is the same code, in the same order per worker."""
-    import queue
-    import threading
-
-    context = SimpleNamespace(Pool=multiprocessing.pool.ThreadPool, Process=threading.Thread)
-    threads = SimpleNamespace(get_context=lambda method=None: context, TimeoutError=multiprocessing.TimeoutError,
-                              cpu_count=multiprocessing.cpu_count, Pool=multiprocessing.pool.ThreadPool)
-    for module in _INFERENCE_POOL_MODULES:
-        monkeypatch.setattr(importlib.import_module(module), "multiprocessing", threads)
-    monkeypatch.setattr(importlib.import_module("nnunetv2.inference.data_iterators"), "Manager",
-                        lambda: SimpleNamespace(Event=threading.Event, Queue=queue.Queue))
     yield
 
 
