@@ -42,13 +42,14 @@ class DemoSettings:
     seed: int = 0
     phantom_spacing: tuple[float, float, float] | None = None  # None: the phantom's default (3 x 2 x 2 mm)
     test_time_augmentation: bool = True
+    worker_processes: int = 2  # nnU-Net's planning, preprocessing and export workers (-np)
 
     @classmethod
     def fast(cls) -> DemoSettings:
         """A smoke run of every stage (not a meaningful model): coarse voxels (6 x 4 x 4 mm), 2 x 10 iterations,
         no test-time mirroring."""
         return cls(num_train=6, num_test=2, epochs=2, iterations_per_epoch=10, phantom_spacing=(6.0, 4.0, 4.0),
-                   test_time_augmentation=False)
+                   test_time_augmentation=False, worker_processes=1)
 
 
 @dataclass
@@ -118,7 +119,8 @@ def training_environment(environment: dict[str, str]) -> dict[str, str]:
 
 def plan_dataset(context: CommandContext, dataset: str) -> None:
     """``radconf_plan_and_preprocess`` with the ``cpu`` preset."""
-    run_command(["radconf.cli.plan_and_preprocess", "-d", dataset, "--preset", "cpu", "-c", CONFIGURATION],
+    run_command(["radconf.cli.plan_and_preprocess", "-d", dataset, "--preset", "cpu", "-c", CONFIGURATION, "-np",
+                 str(context.settings.worker_processes)],
                 context.environment, context.log)
 
 
@@ -137,6 +139,7 @@ def predict_cases(context: CommandContext, images: Path, predictions: Path, data
     """``radconf_predict`` of the held-out images with the trained fold."""
     tta = () if context.settings.test_time_augmentation else ("--disable_tta",)
     run_command(["radconf.cli.predict", "-i", str(images), "-o", str(predictions), "-d", dataset, "-c",
-                 CONFIGURATION, "-tr", trainer, "-p", PLANS, "-f", FOLD, "-device", context.device, *tta, *extra],
+                 CONFIGURATION, "-tr", trainer, "-p", PLANS, "-f", FOLD, "-device", context.device, "-np",
+                 str(context.settings.worker_processes), *tta, *extra],
                 context.environment, context.log,
                 progress=("predicting cases", context.settings.num_test, r"^Predicting "))

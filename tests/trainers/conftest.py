@@ -24,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from tests.conftest import threaded_inference  # noqa: F401 (used by the trainer tests)
 
@@ -139,3 +140,15 @@ def copy_trainer_datasets(store: TrainerDatasets, root: Path) -> dict[str, Path]
     shutil.copytree(store.preprocessed, dirs["nnUNet_preprocessed"], symlinks=True)
     dirs["nnUNet_results"].mkdir(parents=True)
     return dirs
+
+
+class Recorder(torch.nn.Module):
+    """Wraps a network and keeps a copy of every input it is given (what a predictor really feeds it)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net, self.inputs = net, []
+
+    def forward(self, x):
+        self.inputs.append(x.clone())
+        return self.net(x)

@@ -16,6 +16,8 @@ from radconf.trainers.anatomy_guided import AnatomyGuidedMultiTaskTrainer
 
 from radconf.anatomy.channels import AnatomyChannels, anatomy_of, encode_anatomy
 
+from .conftest import Recorder
+
 # three channels: CT at 0, a mask at 1, a second image (e.g. MR) at 2, a mask at 3
 ANATOMY = AnatomyChannels(channels={1: "bladder", 3: "rectum"}, encoding="binary")
 
@@ -94,16 +96,6 @@ def test_spatial_augmentation_moves_masks_like_labels():
     assert (out["image"][1].bool() & moved_label).sum() > 0 and not (out["image"][3].bool() & moved_label).any()
 
 
-class _Recorder(torch.nn.Module):
-    def __init__(self, net: torch.nn.Module):
-        super().__init__()
-        self.net, self.inputs = net, []
-
-    def forward(self, x):
-        self.inputs.append(x.clone())
-        return self.net(x)
-
-
 @pytest.mark.parametrize("encoding", ["binary", "ct"])
 def test_predictor_feeds_the_encoded_masks(encoding):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -112,7 +104,7 @@ def test_predictor_feeds_the_encoded_masks(encoding):
     dataset_json = {"labels": {"background": 0, "ctv": 1}, "channel_names": {"0": "CT", "1": "noNorm"},
                     "radconf": {"anatomy": anatomy.to_json()}}
     plans = PlansManager({"configurations": {"3d": {"patch_size": [4, 8, 8], "architecture": {}}}})
-    network = _Recorder(torch.nn.Conv3d(2, 2, 1))
+    network = Recorder(torch.nn.Conv3d(2, 2, 1))
     predictor = AnatomyPredictor(use_gaussian=False, use_mirroring=False, perform_everything_on_device=False,
                                  device=torch.device("cpu"), allow_tqdm=False)
     predictor.manual_initialization(network, plans, plans.get_configuration("3d"), None, dataset_json,

@@ -21,7 +21,13 @@ import pytest
 import SimpleITK as sitk
 
 from .conftest import CONFIDENCE_K as K
-from .conftest import DATASET_IDS, PLANS, copy_trainer_datasets, quick_planning, threaded_inference
+from .conftest import (
+    DATASET_IDS,
+    PLANS,
+    copy_trainer_datasets,
+    quick_planning,
+    threaded_inference,
+)
 
 DATASET = DATASET_IDS["confidence"]
 FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")

@@ -20,6 +20,8 @@ from radconf.trainers.slice_context import (
 from radconf.anatomy.channels import AnatomyChannels
 from radconf.errors import InvalidInput
 
+from .conftest import Recorder
+
 
 class AnatomySlices3(AnatomyChannelsMixin, SliceContextMixin, nnUNetTrainer):
     context_slices = 3
@@ -27,16 +29,6 @@ class AnatomySlices3(AnatomyChannelsMixin, SliceContextMixin, nnUNetTrainer):
 
 class SlicesAnatomy3(SliceContextMixin, AnatomyChannelsMixin, nnUNetTrainer):  # the other mixin order
     context_slices = 3
-
-
-class _Recorder(torch.nn.Module):
-    def __init__(self, net: torch.nn.Module):
-        super().__init__()
-        self.net, self.inputs = net, []
-
-    def forward(self, x):
-        self.inputs.append(x.clone())
-        return self.net(x)
 
 
 def test_single_mixin_trainers_keep_their_predictor():
@@ -62,7 +54,7 @@ def test_combined_predictor_thresholds_the_masks_then_stacks_the_slices(trainer)
     dataset_json = {"labels": {"background": 0, "ctv": 1}, "channel_names": {"0": "CT", "1": "noNorm"},
                     "radconf": {"anatomy": anatomy.to_json()}}
     plans = PlansManager({"configurations": {"2d": {"patch_size": [1, 2], "architecture": {}}}})
-    network = _Recorder(torch.nn.Conv2d(2 * 3, 2, 1))
+    network = Recorder(torch.nn.Conv2d(2 * 3, 2, 1))
     predictor = trainer.predictor_class(use_gaussian=False, use_mirroring=False, perform_everything_on_device=False,
                                         device=torch.device("cpu"), allow_tqdm=False)
     predictor.manual_initialization(network, plans, plans.get_configuration("2d"), None, dataset_json,

@@ -19,6 +19,8 @@ from radconf.trainers.slice_context import (
     stack_neighbour_slices,
 )
 
+from .conftest import Recorder
+
 S = 5
 
 
@@ -75,16 +77,6 @@ def test_loader_stacks_neighbours_and_keeps_the_centre_segmentation(tmp_path):
     assert {0, depth - 1} <= set(centres) and len(set(centres)) > 3
 
 
-class _Recorder(torch.nn.Module):
-    def __init__(self, net: torch.nn.Module):
-        super().__init__()
-        self.net, self.inputs = net, []
-
-    def forward(self, x):
-        self.inputs.append(x.clone())
-        return self.net(x)
-
-
 def test_predictor_feeds_each_slice_with_its_neighbours_and_mirrors_in_plane():
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -92,7 +84,7 @@ def test_predictor_feeds_each_slice_with_its_neighbours_and_mirrors_in_plane():
     plans = PlansManager({"configurations": {"2d": {"patch_size": [8, 8], "architecture": {}}}})
     dataset_json = {"labels": {"background": 0, "a": 1, "b": 2}}
     conv = torch.nn.Conv2d(2 * S, 3, 3, padding=1)
-    network = _Recorder(conv)
+    network = Recorder(conv)
     # one 8x8 tile per slice and no Gaussian weighting: logits = the mirrored network mean (stored as fp16)
     predictor = SliceContextPredictor(use_gaussian=False, use_mirroring=True, perform_everything_on_device=False,
                                       device=torch.device("cpu"), allow_tqdm=False)
@@ -190,7 +182,7 @@ def test_train_validate_resume_predict_2d(planned_2d, tmp_path):
     assert first_conv.in_channels == 1 * S  # the phantom has one CT channel
     # the trained network, as loaded, gets slice d with its neighbours d-2..d+2 (edge-replicated) in channels 0..4
     trained = predictor.network
-    recorder = _Recorder(trained)
+    recorder = Recorder(trained)
     # one tile per slice, no mirroring, no Gaussian weighting: the logits are the network's output (stored as fp16)
     predictor.network, predictor.use_mirroring, predictor.use_gaussian = recorder, False, False
     patch = tuple(predictor.configuration_manager.patch_size)
