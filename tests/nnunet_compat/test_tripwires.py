@@ -30,6 +30,10 @@ def test_checkpoint_restore_equals_nnunets_own(planned, tmp_path):
     """radconf restores a weights_only-loaded checkpoint attribute for attribute as nnU-Net's path-based
     ``load_checkpoint`` does; the keys nnU-Net writes are the ones radconf restores."""
     saved = _trainer(planned, seed=0)
+    for parameter in saved.network.parameters():  # one optimiser step: momentum buffers in the optimiser state
+        parameter.grad = torch.randn_like(parameter)
+    saved.optimizer.step()
+    assert saved.optimizer.state_dict()["state"]
     saved.current_epoch, saved._best_ema = 3, 0.625
     saved.logger.log("ema_fg_dice", 0.625, 2)
     path = tmp_path / "checkpoint.pth"
