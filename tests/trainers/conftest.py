@@ -26,14 +26,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.conftest import threaded_inference  # noqa: F401 (used by the trainer tests)
+from tests.conftest import _PLANNING_POOL_MODULES, threaded_inference  # noqa: F401 (used by the trainer tests)
 
 PLANS = "radconfCPUPlans"
 DATASET_IDS = {"plain": 990, "anatomy": 991, "confidence": 992}
 CONFIDENCE_K = 5  # highest confidence level of the ``confidence`` dataset (radconf_fuse_readers' default)
-# nnU-Net modules whose worker pools (multiprocessing.get_context("spawn").Pool) planning runs
-_PLANNING_POOL_MODULES = ("nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor",
-                          "nnunetv2.preprocessing.preprocessors.default_preprocessor")
 
 
 def kind_of(trainer: type) -> str:
