@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from radconf.errors import InvalidInput, MissingInput
+from radconf.io.integrity import check_complete, check_finite
 
 SPACING_RELATIVE_TOLERANCE = 1e-4  # |spacing difference| <= 1e-4 * reference spacing, per axis
 ORIGIN_TOLERANCE_MM = 1e-3  # |origin difference| <= 1e-3 mm, per axis
@@ -61,7 +62,7 @@ class Geometry:
 
 
 def _rounded(values: tuple[float, ...]) -> tuple[float, ...]:
-    return tuple(round(v, 6) for v in values)
+    return tuple(round(float(v), 6) for v in values)
 
 
 def geometry_difference(reference: Geometry, other: Geometry) -> str | None:
@@ -85,10 +86,11 @@ def read_header(path: Path):
     """``sitk.ImageFileReader`` with the header of ``path`` read (no voxel data).
 
     Raises:
-        ValueError: SimpleITK cannot read the file, naming it.
+        ValueError: SimpleITK cannot read the file, or a NIfTI file is truncated (:func:`check_complete`), naming it.
     """
     import SimpleITK as sitk
 
+    check_complete(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -97,6 +99,22 @@ def read_header(path: Path):
         raise InvalidInput(f"SimpleITK cannot read {path} ({_last_line(error)}); re-export the file in a format "
                          f"SimpleITK reads (e.g. NIfTI).") from None
     return reader
+
+
+def check_image_file(path: str | os.PathLike) -> Geometry:
+    """Checks that an image file is whole (:func:`check_complete`) and, for float voxel types, finite; returns its grid.
+
+    Integer images (most CTs, all label maps) are checked from the header alone; float images are decoded once.
+
+    Raises:
+        InvalidInput: unreadable, truncated, or NaN/infinite voxels, naming the file.
+    """
+    import SimpleITK as sitk
+
+    reader = read_header(Path(path))
+    if "float" in reader.GetPixelIDTypeAsString().lower() or "complex" in reader.GetPixelIDTypeAsString().lower():
+        check_finite(sitk.GetArrayViewFromImage(reader.Execute()), path)
+    return Geometry.of(reader)
 
 
 def _last_line(error: Exception) -> str:
@@ -140,6 +158,7 @@ def read_label_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     path = Path(path)
     if not path.is_file():
         raise MissingInput(f"Label image {path} does not exist.")
+    check_complete(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
@@ -156,7 +175,8 @@ def read_label_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     geometry = Geometry.of(image)
     array = sitk.GetArrayFromImage(image)
     if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+        check_finite(array, path, "label image")
+        if np.any(array != np.round(array)):
             raise InvalidInput(
                 f"{path} is not an integer label image (dtype {array.dtype} with non-integer values); write label maps "
                 "with integer labels (threshold or argmax probability maps first)."
