@@ -112,7 +112,7 @@ def check_image_file(path: str | os.PathLike) -> Geometry:
     import SimpleITK as sitk
 
     reader = read_header(Path(path))
-    if "float" in reader.GetPixelIDTypeAsString().lower() or "complex" in reader.GetPixelIDTypeAsString().lower():
+    if sitk.GetPixelIDValueAsString(reader.GetPixelID()).split()[-1] in ("float", "complex"):
         check_finite(sitk.GetArrayViewFromImage(reader.Execute()), path)
     return Geometry.of(reader)
 
