@@ -104,7 +104,8 @@ def read_header(path: Path):
 def check_image_file(path: str | os.PathLike) -> Geometry:
     """Checks that an image file is whole (:func:`check_complete`) and, for float voxel types, finite; returns its grid.
 
-    Integer images (most CTs, all label maps) are checked from the header alone; float images are decoded once.
+    Integer images (most CTs, all label maps) are checked from the header alone; float images are decoded once
+    (SimpleITK reads NaN in a NIfTI file as 0 without a word, so this is the only place it can be seen).
 
     Raises:
         InvalidInput: unreadable, truncated, or NaN/infinite voxels, naming the file.
@@ -113,8 +114,19 @@ def check_image_file(path: str | os.PathLike) -> Geometry:
 
     reader = read_header(Path(path))
     if sitk.GetPixelIDValueAsString(reader.GetPixelID()).split()[-1] in ("float", "complex"):
-        check_finite(sitk.GetArrayViewFromImage(reader.Execute()), path)
+        check_finite(_raw_voxels(Path(path), reader), path)
     return Geometry.of(reader)
+
+
+def _raw_voxels(path: Path, reader) -> np.ndarray:
+    """The stored voxel values. SimpleITK's NIfTI reader turns NaN into 0, so NIfTI files are decoded with nibabel."""
+    import SimpleITK as sitk
+
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        import nibabel
+
+        return np.asarray(nibabel.load(str(path)).dataobj)
+    return sitk.GetArrayViewFromImage(reader.Execute())
 
 
 def _last_line(error: Exception) -> str:
