@@ -170,7 +170,7 @@ def read_label_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     path = Path(path)
     if not path.is_file():
         raise MissingInput(f"Label image {path} does not exist.")
-    check_complete(path)
+    check_image_file(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
@@ -187,7 +187,6 @@ def read_label_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     geometry = Geometry.of(image)
     array = sitk.GetArrayFromImage(image)
     if not np.issubdtype(array.dtype, np.integer):
-        check_finite(array, path, "label image")
         if np.any(array != np.round(array)):
             raise InvalidInput(
                 f"{path} is not an integer label image (dtype {array.dtype} with non-integer values); write label maps "
