@@ -38,34 +38,36 @@ def os_error_line(error: OSError) -> str | None:
     return f"{error.strerror or error}: {names or '(no file name)'}; {fix}."
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"radconf: warning: {message}", file=sys.stderr if file is None else file)
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"radconf: warning: {message}\n"
 
 
 def run_cli(function: Callable[[], None]) -> int:
     """Runs a command body and turns its outcome into an exit code (0 ok, 2 user error, 1 unexpected error)."""
     debug = bool(os.environ.get("RADCONF_DEBUG"))
-    with warnings.catch_warnings():
-        if not debug:
-            warnings.showwarning = _show_warning
-        try:
-            function()
-        except RadconfError as error:
-            if debug:
-                raise
-            print(f"radconf: error: {error}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("radconf: interrupted", file=sys.stderr)
-            return 130
-        except OSError as error:
-            line = None if debug else os_error_line(error)
-            if line is None:
-                return _unexpected()
-            print(f"radconf: error: {line}", file=sys.stderr)
-            return 2
-        except Exception:  # noqa: BLE001 - not a user error: show everything
+    formatwarning = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = _format_warning
+    try:
+        function()
+    except RadconfError as error:
+        if debug:
+            raise
+        print(f"radconf: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("radconf: interrupted", file=sys.stderr)
+        return 130
+    except OSError as error:
+        line = None if debug else os_error_line(error)
+        if line is None:
             return _unexpected()
+        print(f"radconf: error: {line}", file=sys.stderr)
+        return 2
+    except Exception:  # noqa: BLE001 - not a user error: show everything
+        return _unexpected()
+    finally:
+        warnings.formatwarning = formatwarning
     return 0
 
 
