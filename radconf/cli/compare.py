@@ -8,23 +8,31 @@ from __future__ import annotations
 
 import argparse
 
+from radconf.cli.arguments import finite_float, make_parser
 from radconf.cli.errors import run_cli
 
 
+def fdr_level(text: str) -> float:
+    """An FDR level q, strictly between 0 and 1."""
+    value = finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{value:g} must lie strictly between 0 and 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="radconf_compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = make_parser("radconf_compare", __doc__)
     parser.add_argument("csv", nargs="+", help="two or more metrics_per_case.csv files, one per method")
     parser.add_argument("--metric", nargs="+", default=None,
                         help="metric columns (default: dice, surface_dice_*, assd_mm, hd95_mm)")
     parser.add_argument("--names", nargs="+", default=None, help="method names, one per CSV (default: folder names)")
     parser.add_argument("--baseline", default=None, help="compare every method with this one only (default: all pairs)")
-    parser.add_argument("--q", type=float, default=0.1, help="FDR level of the two-stage BKY correction (default 0.1)")
+    parser.add_argument("--q", type=fdr_level, default=0.1, help="FDR level of the two-stage BKY correction")
     parser.add_argument("--family", choices=("structure", "metric", "all"), default="structure",
-                        help="correction family: the structures of one metric and pair (default, as in the chordoma "
-                             "ensemble study), all pairs and structures of a metric, or everything")
-    parser.add_argument("-o", default=None, help="output folder for comparison.csv and comparison.md")
+                        help="correction family: the structures of one metric and pair (as in the chordoma ensemble "
+                             "study), all pairs and structures of a metric, or everything")
+    parser.add_argument("-o", default=None,
+                        help="output folder for comparison.csv and comparison.md (default: print only)")
     return parser
 
 

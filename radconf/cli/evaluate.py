@@ -1,12 +1,15 @@
 """radconf_evaluate: evaluate a folder of predicted label images against a folder of reference label images.
 
-Writes metrics_per_case.csv, summary.json, summary.md and plots/*.png into -o (see documentation/evaluation.md).
+Writes metrics_per_case.csv, summary.json, summary.md and plots/*.png into -o (see documentation/evaluation.md), all
+at once when every case is evaluated: a failed evaluation leaves -o as it was. Inputs are never written: -o may not
+be, lie inside or contain -ref or -pred.
 Example: radconf_evaluate -ref nnUNet_raw/Dataset501_Phantom/labelsTr -pred predictions/ -o eval/
 """
 from __future__ import annotations
 
 import argparse
 
+from radconf.cli.arguments import make_parser, positive_float, positive_int
 from radconf.cli.errors import run_cli
 from radconf.errors import InvalidInput
 
@@ -33,30 +36,30 @@ def parse_label_arguments(values: list[str]) -> dict[str, int | list[int]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="radconf_evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = make_parser("radconf_evaluate", __doc__)
     parser.add_argument("-ref", required=True, help="folder of reference label images (e.g. .../labelsTr)")
     parser.add_argument("-pred", required=True, help="folder of predicted label images (same case names)")
     parser.add_argument("-o", default=None,
-                        help="output folder (default: <pred>_evaluation next to the prediction folder; inputs are "
-                             "never written)")
+                        help="output folder (default: <pred>_evaluation next to the prediction folder); it may hold "
+                             "other files and an earlier evaluation's outputs, which are replaced")
     parser.add_argument("-l", nargs="+", default=None, metavar="LABEL",
                         help="structures to evaluate: ids ('1 2'), name=id ('bladder=1') or name=id,id (union). "
                              "Default: dataset.json labels, else every id found")
     parser.add_argument("-djfile", default=None, help="dataset.json (default: <ref>/../dataset.json if present)")
-    parser.add_argument("--tolerance", nargs="+", type=float, default=[2.0, 3.0], metavar="MM",
-                        help="surface Dice tolerances in mm (default: 2 3)")
-    parser.add_argument("--confidence", type=int, default=None, metavar="K",
+    parser.add_argument("--tolerance", nargs="+", type=positive_float, default=[2.0, 3.0], metavar="MM",
+                        help="surface Dice tolerances in mm")
+    parser.add_argument("--confidence", type=positive_int, default=None, metavar="K",
                         help="images are confidence-level maps 0..K: per-level table, continuous metrics, calibration")
     parser.add_argument("--hd95", choices=HD95_CHOICES, default="surface-distance",
-                        help="HD95 convention (default: surface-distance = max of the two directed surfel-area "
-                             "weighted 95th percentiles)")
-    parser.add_argument("--allow-missing", action="store_true",
+                        help="HD95 convention (surface-distance = max of the two directed surfel-area weighted 95th "
+                             "percentiles)")
+    parser.add_argument("--allow_missing", "--allow-missing", dest="allow_missing", action="store_true",
                         help="evaluate the cases that have a prediction and list the missing ones")
-    parser.add_argument("--file-ending", default=None, help="image file ending (default: dataset.json, else .nii.gz)")
-    parser.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
-    parser.add_argument("-np", type=int, default=1, help="worker processes (default: 1)")
+    parser.add_argument("--file_ending", "--file-ending", dest="file_ending", default=None,
+                        help="image file ending, e.g. .nii.gz (default: dataset.json, else .nii.gz)")
+    parser.add_argument("--no_plots", "--no-plots", dest="no_plots", action="store_true",
+                        help="do not write PNG plots")
+    parser.add_argument("-np", type=positive_int, default=1, help="worker processes")
     return parser
 
 
@@ -68,10 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         from pathlib import Path
 
         from radconf.evaluation import evaluate_folders
+        from radconf.evaluation.report import mean_dice_text
+        from radconf.io.locations import check_output_location
 
+        labels = parse_label_arguments(args.l) if args.l else None
         pred = Path(args.pred).resolve()
         output = Path(args.o) if args.o else pred.with_name(pred.name + "_evaluation")
-        labels = parse_label_arguments(args.l) if args.l else None
+        check_output_location(output, [("the reference folder -ref", args.ref),
+                                       ("the prediction folder -pred", args.pred)])
         result = evaluate_folders(
             reference_dir=args.ref, prediction_dir=args.pred, labels=labels, dataset_json=args.djfile,
             tolerances_mm=tuple(args.tolerance), output_dir=output, allow_missing=args.allow_missing,
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             file_ending=args.file_ending, plots=not args.no_plots,
         )
         print(f"radconf: evaluated {len(result.cases)} case(s); mean Dice over structures "
-              f"{result.mean_dice * 100:.2f} %")
+              f"{mean_dice_text(result.mean_dice, 2)}")
         if result.missing_cases:
             print(f"radconf: NOT evaluated (no prediction): {', '.join(result.missing_cases)}")
         print(f"radconf: wrote {output / 'metrics_per_case.csv'}, summary.json, summary.md"

@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from radconf.errors import CommandFailed
+from radconf.errors import CommandFailed, InvalidInput
 
+LOG_NAME = "demo_log.txt"
+LOG_FIRST_LINE = "radconf demo log"
 PLANS = "radconfCPUPlans"
 # nnU-Net's trainer without data augmentation: on the demo's small CPU budget it converges much faster than the
 # default trainer, and the phantom's test cases share the training distribution, so the missing augmentation costs
@@ -25,6 +27,32 @@ CONFIDENCE_TRAINER = "ConfidenceTrainerNoDA"  # no augmentation, like the demo's
 CLINICAL_LEVEL = 3  # the paper's starting point for a CTV
 CONFIGURATION = "3d_fullres"
 FOLD = "all"
+
+
+def is_demo_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds the log of an earlier demo run (its first line says so)."""
+    try:
+        with open(folder / LOG_NAME, encoding="utf-8") as handle:
+            return handle.readline().strip() == LOG_FIRST_LINE
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def check_demo_output(output: str | Path) -> None:
+    """The demo writes nnU-Net folders, predictions, evaluations and a report into ``--out``: it must be new, an empty
+    folder or an earlier demo's, never a folder of the user's.
+
+    Raises:
+        InvalidInput: ``--out`` is a file or a non-empty folder that no demo wrote, naming it and the fix.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise InvalidInput(f"--out {output} is a file; give a folder for the demo (a new one, e.g. --out "
+                           f"{output.with_name(output.name + '_demo')}).")
+    if output.is_dir() and any(output.iterdir()) and not is_demo_folder(output):
+        raise InvalidInput(f"--out {output} is an existing folder that no radconf demo wrote (no {LOG_NAME}); the "
+                           f"demo writes nnU-Net folders, predictions and a report there and would mix them with "
+                           f"your files. Give a new or empty folder, e.g. --out {output / 'radconf_demo'}.")
 
 
 @dataclass(frozen=True)

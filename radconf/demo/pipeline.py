@@ -12,11 +12,14 @@ from typing import Any
 from radconf.demo.common import (
     CONFIGURATION,
     FOLD,
+    LOG_FIRST_LINE,
+    LOG_NAME,
     PLANS,
     TRAINER,
     CommandContext,
     DemoSettings,
     StageTimer,
+    check_demo_output,
     plan_dataset,
     predict_cases,
     run_command,
@@ -44,13 +47,18 @@ def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None 
     """Runs the whole demo into ``output`` and returns its figures.
 
     Args:
-        output: demo folder; holds nnUNet_raw/preprocessed/results, predictions, evaluation and report.
+        output: demo folder (new, empty or an earlier demo's); holds nnUNet_raw/preprocessed/results, predictions,
+            evaluation and report.
         settings: dataset and training sizes (``DemoSettings.fast()`` for a smoke run).
         device: training/inference device.
 
     Returns:
         Mean Dice over structures, per-structure means, stage timings and the report path.
+
+    Raises:
+        InvalidInput: ``output`` is a file or a folder of the user's (:func:`check_demo_output`).
     """
+    check_demo_output(output)
     from radconf.datasets.phantom import PhantomConfig
     from radconf.datasets.phantom.writer import write_phantom_dataset
     from radconf.paths import NnUNetPaths
@@ -58,9 +66,9 @@ def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None 
     settings = settings or DemoSettings()
     output = Path(output).resolve()
     paths = NnUNetPaths(output / "nnUNet_raw", output / "nnUNet_preprocessed", output / "nnUNet_results", ())
-    context = CommandContext(paths.as_environment(), output / "demo_log.txt", device, settings)
+    context = CommandContext(paths.as_environment(), output / LOG_NAME, device, settings)
     output.mkdir(parents=True, exist_ok=True)
-    context.log.write_text("radconf demo log\n", encoding="utf-8")
+    context.log.write_text(f"{LOG_FIRST_LINE}\n", encoding="utf-8")
     stage = StageTimer()
     dataset = str(settings.dataset_id)
 

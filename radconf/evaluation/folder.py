@@ -1,36 +1,50 @@
 """Evaluate a folder of predictions against a folder of reference label images: :func:`evaluate_folders`.
 
 Files follow nnU-Net naming (``CASE<file_ending>``, e.g. ``case_001.nii.gz``); any format SimpleITK reads works.
-Every check fails loudly with the file and the fix: missing predictions (unless ``allow_missing``), geometry
-mismatches, non-integer label images, label ids absent from dataset.json, level values above K. Prediction files
-without a reference are reported with a warning (and in summary.json) and not evaluated: prediction folders often
-hold more cases than are labelled. Inputs are only read, never written.
+Every check fails loudly with the file and the fix, before any output is written: settings, the output location,
+labels (a ``-l`` id that neither dataset.json nor any image has), confidence levels on a dataset that is not ordinal,
+missing predictions (unless ``allow_missing``), truncated or NaN files, geometry mismatches, non-integer label images,
+label ids absent from dataset.json, level values above K. Prediction files without a reference are reported with a
+warning (and in summary.json) and not evaluated: prediction folders often hold more cases than are labelled. Inputs
+are only read, never written; the outputs appear all at once (:func:`~radconf.evaluation.report
+.write_evaluation_outputs`), so a failed evaluation leaves the output folder as it was.
 """
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from radconf.errors import InvalidInput, MissingInput
+from radconf.errors import InvalidInput
+from radconf.evaluation.checks import (
+    Cases,
+    Labels,
+    Options,
+    check_confidence_dataset,
+    check_file_ending,
+    check_folders,
+    check_options,
+    check_requested_labels,
+    match_cases,
+    resolve_labels,
+    warn_absent_structures,
+    warn_if_ordinal,
+)
 from radconf.evaluation.levels import calibration_from_joint
 from radconf.evaluation.metrics import compute_metrics, metric_names
 from radconf.evaluation.per_case import CaseOutput, CaseTask, run_case_tasks
-from radconf.evaluation.report import write_evaluation_outputs
+from radconf.evaluation.report import check_output_folder, write_evaluation_outputs
 from radconf.evaluation.result import (
     CONTINUOUS_METRICS,
     EvaluationResult,
     EvaluationWarning,
 )
 from radconf.evaluation.summary import mean_of_means, summarize
-from radconf.evaluation.surface import HD_CONVENTIONS
-from radconf.io.cases import DEFAULT_FILE_ENDING, format_case_list, list_cases
-from radconf.io.dataset_json import find_dataset_json, load_dataset_json, parse_labels
+from radconf.io.cases import DEFAULT_FILE_ENDING
+from radconf.io.dataset_json import find_dataset_json, load_dataset_json
 from radconf.io.images import (
     DIRECTION_TOLERANCE,
     ORIGIN_TOLERANCE_MM,
@@ -40,60 +54,10 @@ from radconf.io.images import (
 __all__ = ["CONTINUOUS_METRICS", "EvaluationResult", "EvaluationWarning", "evaluate_folders"]
 
 
-@dataclass(frozen=True)
-class _Options:
-    """The checked metric settings of one evaluation (shared by every case)."""
-
-    tolerances_mm: tuple[float, ...]
-    hd95_convention: str
-    confidence_levels: int | None
-    enlarge_fraction: float
-
-
-@dataclass(frozen=True)
-class _Labels:
-    """Where the labels come from: dataset.json (or none), file ending, structures, allowed ids, source text."""
-
-    dataset_path: Path | None
-    file_ending: str
-    structures: dict[str, tuple[int, ...]] | None
-    allowed_ids: frozenset[int] | None
-    source: str
-
-
-@dataclass(frozen=True)
-class _Cases:
-    """Reference and prediction files by case, the cases evaluated, and those left out."""
-
-    references: dict[str, Path]
-    predictions: dict[str, Path]
-    cases: list[str]
-    missing: list[str]
-    extra: list[str]
-
-
 def _empty_pair_metrics(tolerances_mm: Sequence[float], hd95_convention: str) -> dict[str, float]:
     """Metrics of a structure absent from both images (computed, not hard-coded, so conventions stay in one place)."""
     empty = np.zeros((1, 1, 1), dtype=bool)
     return compute_metrics(empty, empty, (1.0, 1.0, 1.0), tolerances_mm, hd95_convention=hd95_convention)
-
-
-def _resolve_labels(
-    labels: Mapping[str, Any] | Sequence[int] | None, dataset: dict | None, dataset_path: Path | None
-) -> tuple[dict[str, tuple[int, ...]] | None, frozenset[int] | None, str]:
-    """(structures or None to discover, allowed ids or None, description of the label source)."""
-    allowed = None
-    source = "the ids found in the images"
-    structures = None
-    if dataset is not None:
-        from_json = parse_labels(dataset["labels"], str(dataset_path))
-        allowed = frozenset({0}.union(*from_json.values()))
-        structures, source = from_json, str(dataset_path)
-    if labels is not None:
-        structures = parse_labels(labels, "the labels argument")
-        if allowed is None:
-            source = "the labels argument"
-    return structures, allowed, source
 
 
 def evaluate_folders(
@@ -119,16 +83,20 @@ def evaluate_folders(
         reference_dir: folder of reference label images (e.g. ``nnUNet_raw/Dataset501_Phantom/labelsTr``).
         prediction_dir: folder of predicted label images with the same case names.
         labels: structures to evaluate, ``{name: id}`` (or ``{name: [ids]}`` for a union) or a list of ids; default:
-            the labels of dataset.json, else every nonzero id found in the images.
+            the labels of dataset.json, else every nonzero id found in the images. An id must be declared in
+            dataset.json or, without one, be present in some image; a declared structure absent from every image is
+            evaluated as empty versus empty (NaN overlap and distances, with a warning).
         dataset_json: nnU-Net dataset.json (labels, ``file_ending``); default: ``reference_dir/../dataset.json`` if
             it exists. When one is used, every label id in the images must be listed in it.
-        tolerances_mm: surface Dice tolerances (mm).
-        output_dir: where to write metrics_per_case.csv, summary.json, summary.md and plots/ (None: write nothing).
+        tolerances_mm: surface Dice tolerances (mm, > 0, each once).
+        output_dir: where to write metrics_per_case.csv, summary.json, summary.md and plots/ (None: write nothing);
+            it may not be or contain an input folder, and it may hold earlier outputs of an evaluation only.
         allow_missing: evaluate the cases that have predictions and list the missing ones instead of failing.
-        num_processes: worker processes (cases are evaluated in parallel).
+        num_processes: worker processes (>= 1; cases are evaluated in parallel).
         hd95_convention: ``"surface-distance"`` (default), ``"pooled"``, ``"unweighted"`` or ``"voxel"``.
         confidence_levels: K for integer confidence-level maps 0..K (per-level table, continuous metrics,
-            calibration) instead of label maps.
+            calibration) instead of label maps; a dataset.json, when there is one, must declare the dataset ordinal
+            with K levels.
         file_ending: image file ending; default: dataset.json ``file_ending``, else ``.nii.gz``.
         enlarge_fraction: growth of the reference box for the continuous metrics (0.2 = 20 %).
         plots: write PNG plots when ``output_dir`` is given.
@@ -143,11 +111,12 @@ def evaluate_folders(
             file and the fix).
     """
     reference_dir, prediction_dir = Path(reference_dir), Path(prediction_dir)
-    options = _check_options(tolerances_mm, hd95_convention, confidence_levels, enlarge_fraction)
-    _check_output_dir(output_dir, reference_dir, prediction_dir)
+    options = check_options(tolerances_mm, hd95_convention, confidence_levels, enlarge_fraction, num_processes)
+    check_folders(reference_dir, prediction_dir, output_dir)
+    if output_dir is not None:
+        check_output_folder(Path(output_dir))
     label_info = _resolve_inputs(reference_dir, labels, dataset_json, file_ending, confidence_levels)
-    cases = _match_cases(reference_dir, prediction_dir, label_info.file_ending, allow_missing)
-    num_processes = max(1, int(num_processes))
+    cases = match_cases(reference_dir, prediction_dir, label_info.file_ending, allow_missing)
     num_threads = 2 if num_processes == 1 else 1
     tasks = [
         CaseTask(case, cases.references[case], cases.predictions[case], label_info.structures, label_info.allowed_ids,
@@ -156,6 +125,8 @@ def evaluate_folders(
         for case in cases.cases
     ]
     outputs = run_case_tasks(tasks, num_processes, progress)
+    if options.confidence_levels is None:
+        _check_found_labels(outputs, label_info)
     result = _collect(outputs, options, label_info, cases, _settings(reference_dir, prediction_dir, options,
                                                                      label_info))
     if output_dir is not None:
@@ -163,75 +134,44 @@ def evaluate_folders(
     return result
 
 
-def _check_options(tolerances_mm: Sequence[float], hd95_convention: str, confidence_levels: int | None,
-                   enlarge_fraction: float) -> _Options:
-    if hd95_convention not in HD_CONVENTIONS:
-        raise InvalidInput(f"Unknown hd95_convention {hd95_convention!r}; choose one of {HD_CONVENTIONS}.")
-    if confidence_levels is not None and (not isinstance(confidence_levels, int) or confidence_levels < 1):
-        raise InvalidInput(f"confidence_levels (K) must be an integer >= 1, got {confidence_levels!r}.")
-    tolerances = tuple(float(t) for t in tolerances_mm)
-    return _Options(tolerances, hd95_convention, confidence_levels, enlarge_fraction)
-
-
-def _check_output_dir(output_dir: str | os.PathLike | None, reference_dir: Path, prediction_dir: Path) -> None:
-    if output_dir is not None and Path(output_dir).resolve() in (reference_dir.resolve(), prediction_dir.resolve()):
-        raise InvalidInput(
-            f"output_dir {output_dir} is an input folder; radconf never writes into the image folders, choose another "
-            "(e.g. a sibling folder)."
-        )
-
-
 def _resolve_inputs(reference_dir: Path, labels: Mapping[str, Any] | Sequence[int] | None,
                     dataset_json: str | os.PathLike | None, file_ending: str | None,
-                    confidence_levels: int | None) -> _Labels:
+                    confidence_levels: int | None) -> Labels:
     """Finds dataset.json, the file ending and the structures to evaluate."""
     dataset_path = Path(dataset_json) if dataset_json is not None else find_dataset_json(reference_dir)
     dataset = load_dataset_json(dataset_path) if dataset_path is not None else None
-    ending = file_ending or (dataset or {}).get("file_ending") or DEFAULT_FILE_ENDING
-    if confidence_levels is None:
-        structures, allowed, source = _resolve_labels(labels, dataset, dataset_path)
+    if file_ending is not None:
+        ending = check_file_ending(file_ending, "--file_ending")
+    elif dataset is not None and dataset.get("file_ending") is not None:
+        ending = check_file_ending(dataset["file_ending"], f"{dataset_path}: 'file_ending'")
     else:
+        ending = DEFAULT_FILE_ENDING
+    if confidence_levels is None:
+        structures, allowed, source = resolve_labels(labels, dataset, dataset_path)
+        warn_if_ordinal(dataset, dataset_path)
+    else:
+        check_confidence_dataset(dataset, dataset_path, confidence_levels, labels)
         structures, allowed, source = None, None, f"confidence levels 0..{confidence_levels}"
-    return _Labels(dataset_path, ending, structures, allowed, source)
+    return Labels(dataset_path, ending, structures, allowed, source, requested=labels is not None)
 
 
-def _match_cases(reference_dir: Path, prediction_dir: Path, ending: str, allow_missing: bool) -> _Cases:
-    """Pairs references with predictions; fails on missing predictions (unless allowed), warns on left-out cases."""
-    references = list_cases(reference_dir, ending)
-    if not references:
-        raise MissingInput(
-            f"No '*{ending}' files in the reference folder {reference_dir}. Check the folder, or set the file ending "
-            "(dataset.json 'file_ending', -djfile)."
-        )
-    predictions = list_cases(prediction_dir, ending)
-    missing = sorted(set(references) - set(predictions))
-    extra = sorted(set(predictions) - set(references))
-    if missing and not allow_missing:
-        raise MissingInput(
-            f"{len(missing)} of {len(references)} reference case(s) have no '{ending}' prediction in {prediction_dir}: "
-            f"{format_case_list(missing)}. Predict them, or pass --allow-missing (allow_missing=True) to evaluate "
-            "the others."
-        )
-    # stacklevel 3: the warnings point at the caller of evaluate_folders
-    if missing:
-        warnings.warn(
-            f"allow_missing: {len(missing)} reference case(s) without prediction are NOT evaluated: "
-            f"{format_case_list(missing)}", EvaluationWarning, stacklevel=3,
-        )
-    if extra:
-        warnings.warn(
-            f"{len(extra)} prediction(s) in {prediction_dir} have no reference in {reference_dir} and are not "
-            f"evaluated: {format_case_list(extra)}", EvaluationWarning, stacklevel=3,
-        )
-    cases = sorted(set(references) & set(predictions))
-    if not cases:
-        raise MissingInput(
-            f"No case has both a reference in {reference_dir} and a prediction in {prediction_dir}."
-        )
-    return _Cases(references, predictions, cases, missing, extra)
+def _check_found_labels(outputs: list[CaseOutput], label_info: Labels) -> None:
+    """After reading every image, before writing: requested ids that no image holds (without dataset.json) are
+    refused, declared structures absent from every image are reported, and only background is refused."""
+    found = set().union(*(out.label_ids for out in outputs))
+    structures = label_info.structures
+    if structures is None:
+        if not found - {0}:
+            raise InvalidInput("Every reference and prediction holds only background (0): there is no structure to "
+                               "evaluate. Pass -l with the structures' ids together with a dataset.json that declares "
+                               "them (-djfile) to evaluate them as empty.")
+        return
+    if label_info.requested and label_info.allowed_ids is None:
+        check_requested_labels(structures, found)
+    warn_absent_structures(structures, found, len(outputs))
 
 
-def _settings(reference_dir: Path, prediction_dir: Path, options: _Options, label_info: _Labels) -> dict[str, Any]:
+def _settings(reference_dir: Path, prediction_dir: Path, options: Options, label_info: Labels) -> dict[str, Any]:
     """The settings recorded in summary.json."""
     structures = label_info.structures
     return {
@@ -252,7 +192,7 @@ def _settings(reference_dir: Path, prediction_dir: Path, options: _Options, labe
     }
 
 
-def _collect(outputs: list[CaseOutput], options: _Options, label_info: _Labels, cases: _Cases,
+def _collect(outputs: list[CaseOutput], options: Options, label_info: Labels, cases: Cases,
              settings: dict[str, Any]) -> EvaluationResult:
     """Rows, summaries and (for confidence levels) continuous metrics and calibration of all cases."""
     rows = [row for out in outputs for row in out.rows]

@@ -34,10 +34,12 @@ class CaseTask:
 
 @dataclass
 class CaseOutput:
-    """Rows of one case (and, for confidence levels, its continuous metrics and joint counts)."""
+    """Rows of one case (and, for confidence levels, its continuous metrics and joint counts) and the label ids
+    present in its reference or prediction."""
 
     case: str
     rows: list[dict[str, Any]]
+    label_ids: frozenset[int] = frozenset()
     continuous: dict[str, Any] | None = None
     joint_counts: np.ndarray | None = None
 
@@ -72,7 +74,7 @@ def _evaluate_level_case(task: CaseTask, ref: np.ndarray, pred: np.ndarray, spac
     ]
     continuous = {"case": task.case, "structure": "continuous", **levels.continuous,
                   "mean_level_dice": levels.mean_level_dice}
-    return CaseOutput(task.case, rows, continuous, levels.joint_counts)
+    return CaseOutput(task.case, rows, continuous=continuous, joint_counts=levels.joint_counts)
 
 
 def _evaluate_label_case(task: CaseTask, ref: np.ndarray, pred: np.ndarray, spacing: tuple[float, ...]) -> CaseOutput:
@@ -98,7 +100,7 @@ def _evaluate_label_case(task: CaseTask, ref: np.ndarray, pred: np.ndarray, spac
             num_threads=task.num_threads,
         )
         rows.append({"case": task.case, "structure": name, "label": label_text(ids), **metrics})
-    return CaseOutput(task.case, rows)
+    return CaseOutput(task.case, rows, label_ids=frozenset(set().union(*present.values())))
 
 
 def run_case_tasks(tasks: list[CaseTask], num_processes: int, progress: bool) -> list[CaseOutput]:

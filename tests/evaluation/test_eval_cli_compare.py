@@ -63,10 +63,10 @@ def test_compare_family_all_and_names(method_csvs):
 
 
 def test_compare_errors(method_csvs, tmp_path, capsys):
-    a, *_ = method_csvs
+    a, b, *_ = method_csvs
     assert main([str(a)]) == 2
     assert "at least two" in capsys.readouterr().err
     assert main([str(a), str(tmp_path / "nope.csv")]) == 2
     assert "nope.csv" in capsys.readouterr().err
-    assert main([str(a), str(a), "--names", "x", "y", "--metric", "hd99"]) == 2
+    assert main([str(a), str(b), "--names", "x", "y", "--metric", "hd99"]) == 2
     assert "hd99" in capsys.readouterr().err

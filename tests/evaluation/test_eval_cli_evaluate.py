@@ -77,7 +77,7 @@ def test_missing_prediction_is_an_error_naming_the_case(label_folders, capsys):
                  str(label_folders["tmp"] / "eval"), "--no-plots"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "case_002" in err and "--allow-missing" in err
+    assert "case_002" in err and "--allow_missing" in err
 
 
 def test_allow_missing_lists_and_evaluates_the_rest(label_folders, capsys):
