@@ -1,6 +1,16 @@
-"""Fingerprinting, planning and preprocessing: nnU-Net's own steps, with planners found in radconf too."""
+"""Fingerprinting, planning and preprocessing: nnU-Net's own steps, with planners found in radconf too.
+
+Everything is checked before nnU-Net starts: the configuration names (nnU-Net's planners write the configurations
+``KNOWN_CONFIGURATIONS``; ``ExperimentPlanner.plan_experiment`` names them), the numbers, and the raw dataset
+itself (:func:`radconf.raw.checks.check_raw_dataset`: every image and label file whole, finite and consistent).
+"""
 from __future__ import annotations
 
+import difflib
+import json
+import math
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +22,8 @@ from radconf.registry import find_class
 # --preset NAME -> planner class name
 PRESETS: dict[str, str] = {"cpu": "CPUPresetPlanner", "cpu_resenc": "CPUResEncPresetPlanner"}
 DEFAULT_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
+# the configurations nnU-Net's planners write into plans (3d_lowres and 3d_cascade_fullres for large images only)
+KNOWN_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
 
 
 def planner_for(planner: str | None, preset: str | None) -> str:
@@ -25,25 +37,77 @@ def planner_for(planner: str | None, preset: str | None) -> str:
     return planner or "ExperimentPlanner"
 
 
+def check_configurations(configurations: Sequence[str]) -> list[str]:
+    """The configurations without repeats, in order.
+
+    Raises:
+        InvalidInput: a name nnU-Net's planners do not write, with the close matches.
+    """
+    unknown = [c for c in configurations if c not in KNOWN_CONFIGURATIONS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], KNOWN_CONFIGURATIONS, n=1)
+        raise InvalidInput(f"Unknown configuration(s) {', '.join(unknown)} (-c); nnU-Net plans "
+                           f"{', '.join(KNOWN_CONFIGURATIONS)}" + (f". Did you mean {close[0]}?" if close else "."))
+    return list(dict.fromkeys(configurations))
+
+
+def check_plan_settings(num_processes: int, gpu_memory_target_gb: float | None, plans_name: str | None) -> None:
+    """Raises InvalidInput for a number of processes below 1, a memory target that is not a positive number, or a
+    plans identifier that is not a plain file name."""
+    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
+        raise InvalidInput(f"The number of processes (-np) must be an integer of at least 1, got {num_processes!r}.")
+    if gpu_memory_target_gb is not None and not (math.isfinite(gpu_memory_target_gb) and gpu_memory_target_gb > 0):
+        raise InvalidInput(f"-gpu_memory_target must be a positive number of GB, got {gpu_memory_target_gb!r}.")
+    if plans_name is not None and not re.fullmatch(r"[A-Za-z0-9][\w.-]*", plans_name):
+        raise InvalidInput(f"-overwrite_plans_name {plans_name!r} must be a plain name (letters, digits, '_', '.', "
+                           f"'-'): nnU-Net writes <name>.json and trainer folders with it.")
+
+
+def planned_configurations(plans_file: str | Path) -> list[str]:
+    """The configurations a plans file holds."""
+    return list(json.loads(Path(plans_file).read_text(encoding="utf-8"))["configurations"])
+
+
 def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner",
-                        configurations: Sequence[str] = DEFAULT_CONFIGURATIONS, num_processes: int = 2,
+                        configurations: Sequence[str] | None = None, num_processes: int = 2,
                         gpu_memory_target_gb: float | None = None, plans_name: str | None = None,
-                        verbose: bool = False) -> tuple[str, Path]:
+                        verbose: bool = False, check_dataset: bool = True,
+                        preprocess: bool = True) -> tuple[str, Path]:
     """Checks the raw dataset, extracts its fingerprint, plans with ``planner`` and preprocesses.
 
     Args:
         dataset: dataset id or name.
         planner: planner class name, radconf's (e.g. ``CPUPresetPlanner``) or nnU-Net's (e.g. ``nnUNetPlannerResEncM``).
-        configurations: configurations to preprocess (those the plans do not contain are skipped, as in nnU-Net).
-        num_processes: worker processes for fingerprinting and preprocessing.
-        gpu_memory_target_gb: overrides the planner's memory target.
+        configurations: configurations to preprocess, from ``KNOWN_CONFIGURATIONS``. None: ``DEFAULT_CONFIGURATIONS``,
+            those the plans lack skipped quietly (as nnU-Net does); named ones the plans lack are skipped with a
+            warning, and refused when none is left.
+        num_processes: worker processes for fingerprinting and preprocessing (at least 1).
+        gpu_memory_target_gb: overrides the planner's memory target (GB, positive).
         plans_name: overrides the plans identifier.
         verbose: nnU-Net's verbose output.
+        check_dataset: check the raw dataset first (False: the caller did).
+        preprocess: preprocess after planning (False: nnU-Net's ``--no_pp``).
 
     Returns:
         The plans identifier and the plans file.
+
+    Raises:
+        InvalidInput: an unknown configuration, a bad number or name, problems in the raw dataset, or no requested
+            configuration in the plans, each naming the fix; nothing is started before the checks pass.
     """
     import os
+
+    requested = check_configurations(DEFAULT_CONFIGURATIONS if configurations is None else configurations)
+    check_plan_settings(num_processes, gpu_memory_target_gb, plans_name)
+    if os.environ.get("nnUNet_n_proc_DA", "").strip() == "0":  # nnU-Net's planner calls set_num_threads(0) and dies
+        raise InvalidInput("nnUNet_n_proc_DA=0 is only valid for training (single-threaded augmentation); nnU-Net's "
+                           "planning crashes with it. Unset it for radconf_plan_and_preprocess.")
+    paths = require_nnunet_paths()
+    planner_class = find_class(planner, "planner")
+    dataset_id = dataset_id_of(dataset)
+    name = find_dataset_name(dataset_id, paths.raw)
+    if check_dataset:
+        check_raw_dataset(paths.raw / name)
 
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
         extract_fingerprint_dataset,
@@ -51,18 +115,22 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
         preprocess_dataset,
     )
 
-    if os.environ.get("nnUNet_n_proc_DA", "").strip() == "0":  # nnU-Net's planner calls set_num_threads(0) and dies
-        raise InvalidInput("nnUNet_n_proc_DA=0 is only valid for training (single-threaded augmentation); nnU-Net's "
-                         "planning crashes with it. Unset it for radconf_plan_and_preprocess.")
-    paths = require_nnunet_paths()
-    planner_class = find_class(planner, "planner")
-    dataset_id = dataset_id_of(dataset)
-    name = find_dataset_name(dataset_id, paths.raw)
-    check_raw_dataset(paths.raw / name)
     extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=False, clean=True,
                                 verbose=verbose)
     _, plans_identifier = plan_experiment_dataset(dataset_id, planner_class, gpu_memory_target_gb,
                                                   overwrite_plans_name=plans_name)
-    preprocess_dataset(dataset_id, plans_identifier, tuple(configurations), [num_processes] * len(configurations),
-                       verbose=verbose)
-    return plans_identifier, paths.preprocessed / name / f"{plans_identifier}.json"
+    plans_file = paths.preprocessed / name / f"{plans_identifier}.json"
+    available = planned_configurations(plans_file)
+    present = [c for c in requested if c in available]
+    absent = [c for c in requested if c not in available]
+    if not present:
+        raise InvalidInput(f"The plans {plans_file} hold none of the configurations {', '.join(requested)} (-c); they "
+                           f"hold {', '.join(available)}. Run again with -c {' '.join(available)}.")
+    if absent and configurations is not None:
+        warnings.warn(f"{', '.join(absent)}: not in the plans {plans_file} ({planner} planned "
+                      f"{', '.join(available)}; nnU-Net plans 3d_lowres and 3d_cascade_fullres for large images "
+                      f"only), so not preprocessed.", stacklevel=2)
+    if preprocess:
+        preprocess_dataset(dataset_id, plans_identifier, tuple(present), [num_processes] * len(present),
+                           verbose=verbose)
+    return plans_identifier, plans_file

@@ -12,7 +12,6 @@ follow :mod:`radconf.datasets.phantom.writer`.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -21,6 +20,7 @@ from radconf.datasets.phantom import writer
 from radconf.datasets.phantom.writer import PhantomDataset, dataset_folder_name
 
 from radconf.errors import MissingInput
+from radconf.io.dataset_json import read_json_file
 from radconf.io.files import atomic_write_json, staged_folder
 
 MARKER = "radconf_ctv.json"
@@ -36,7 +36,7 @@ def _phantom_files(phantom: Path) -> tuple[dict, list[tuple[str, str, Path, Path
     if not (phantom / writer.MARKER).is_file():
         raise MissingInput(f"{phantom} is not a radconf phantom (no {writer.MARKER}); generate it with "
                                 f"radconf_generate_phantom first.")
-    dataset_json = json.loads((phantom / "dataset.json").read_text())
+    dataset_json = read_json_file(phantom / "dataset.json")
     ending = dataset_json["file_ending"]
     folders = dataset_json["radconf"].get("ctv_folders", {"train": "ctvTr", "test": "ctvTs"})
     files, missing = [], []
@@ -51,6 +51,20 @@ def _phantom_files(phantom: Path) -> tuple[dict, list[tuple[str, str, Path, Path
         raise MissingInput(f"{phantom} lacks the CTV masks {', '.join(missing)}; regenerate the phantom with "
                                 f"radconf_generate_phantom --overwrite.")
     return dataset_json, files
+
+
+def ctv_parameters(phantom_name: str, phantom_parameters: dict) -> dict:
+    """What the CTV dataset's marker records: the phantom it was made from."""
+    return {"phantom": phantom_name, "phantom_parameters": phantom_parameters}
+
+
+def check_ctv_output(raw_root: str | os.PathLike, dataset_id: int, phantom_name: str, phantom_parameters: dict,
+                     name: str = "PhantomCTV", overwrite: bool = False) -> None:
+    """Refuses, before the phantom is written, a CTV dataset that :func:`write_ctv_dataset` would refuse (an id used
+    by another dataset, a folder not made here, one made from another phantom without ``overwrite``)."""
+    folder = Path(raw_root) / dataset_folder_name(dataset_id, name)
+    writer.output_is_reusable(folder, dataset_id, MARKER, ctv_parameters(phantom_name, phantom_parameters), overwrite,
+                              "radconf's phantom CTV writer", "--ctv_dataset")
 
 
 def write_ctv_dataset(phantom_folder: str | os.PathLike, raw_root: str | os.PathLike, dataset_id: int = 503,
@@ -75,12 +89,12 @@ def write_ctv_dataset(phantom_folder: str | os.PathLike, raw_root: str | os.Path
     phantom, raw_root = Path(phantom_folder).resolve(), Path(raw_root)
     folder = raw_root / dataset_folder_name(dataset_id, name)
     phantom_json, files = _phantom_files(phantom)
-    params = {"phantom": phantom.name, "phantom_parameters": json.loads((phantom / writer.MARKER).read_text())}
+    params = ctv_parameters(phantom.name, read_json_file(phantom / writer.MARKER))
     train = [case for case, split, *_ in files if split == "train"]
     test = [case for case, split, *_ in files if split == "test"]
 
     if writer.output_is_reusable(folder, dataset_id, MARKER, params, overwrite, "radconf's phantom CTV writer",
-                                 "--ctv-dataset"):
+                                 "--ctv_dataset"):
         return PhantomDataset(folder, train, test, reused=True)
 
     ending = phantom_json["file_ending"]

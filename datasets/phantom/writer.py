@@ -10,11 +10,14 @@ Layout under ``<raw>/DatasetXXX_<name>/``::
     radconf_phantom.json         marker: the generator's parameters (lets a rerun reuse the dataset)
 
 The dataset is built in a temporary sibling folder and renamed into place at the end, so an interrupted run never
-leaves a half-written dataset. A folder not made by this generator is never modified.
+leaves a half-written dataset. A folder not made by this generator is never modified. Every parameter is checked
+before anything is written (:func:`check_phantom_config`, :func:`check_raw_root`).
 """
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +32,11 @@ from radconf.io.files import (
     staged_folder,
 )
 from radconf.io.images import array_to_image
+from radconf.raw.derived import check_dataset_name, dataset_id_users, free_dataset_id
 
 MARKER = "radconf_phantom.json"
+MIN_VOXELS_PER_AXIS = 8  # coarser grids leave the organs a voxel or two
+MAX_VOXELS_PER_CASE = 50_000_000  # finer grids need several GB of memory per case (~0.4 mm isotropic)
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,57 @@ class PhantomDataset:
 
 
 def dataset_folder_name(dataset_id: int, name: str) -> str:
-    if not 1 <= dataset_id <= 999:
-        raise InvalidInput(f"Dataset id must be between 1 and 999, got {dataset_id}.")
+    if isinstance(dataset_id, bool) or not isinstance(dataset_id, int) or not 1 <= dataset_id <= 999:
+        raise InvalidInput(f"Dataset id must be between 1 and 999, got {dataset_id!r}.")
+    check_dataset_name(name, "--name")
     return f"Dataset{dataset_id:03d}_{name}"
+
+
+def check_phantom_config(config: PhantomConfig) -> None:
+    """Refuses (InvalidInput, naming the argument) parameters that cannot make a phantom: a spacing that is not
+    positive, that leaves fewer than ``MIN_VOXELS_PER_AXIS`` voxels along an axis or more than
+    ``MAX_VOXELS_PER_CASE`` voxels per case, a negative seed, no readers or no trials."""
+    spacing, fov, jitter = config.spacing, config.field_of_view_mm, config.spacing_jitter
+    shown = " ".join(f"{s:g}" for s in spacing)
+    if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise InvalidInput(f"--spacing {shown}: the spacing must be three positive numbers (z y x, mm).")
+    field = " x ".join(f"{f:g}" for f in fov)
+    fewest = min(round(f / (s * (1 + jitter))) for f, s in zip(fov, spacing))
+    if fewest < MIN_VOXELS_PER_AXIS:
+        coarsest = " ".join(f"{f / (MIN_VOXELS_PER_AXIS * (1 + jitter)):.3g}" for f in fov)
+        raise InvalidInput(f"--spacing {shown} samples the phantom's {field} mm (z y x) field of view with {fewest} "
+                           f"voxel(s) along an axis; use at most {coarsest} mm (z y x) for {MIN_VOXELS_PER_AXIS} "
+                           f"voxels per axis.")
+    most = math.prod(f / (s * (1 - jitter)) for f, s in zip(fov, spacing))
+    if most > MAX_VOXELS_PER_CASE:
+        raise InvalidInput(f"--spacing {shown} samples the phantom's {field} mm field of view with up to {most:.3g} "
+                           f"voxels per case (the limit is {MAX_VOXELS_PER_CASE:.0e}, several GB of memory per case); "
+                           f"use a coarser spacing (the default is 3 2 2).")
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
+        raise InvalidInput(f"--seed must be an integer of 0 or more, got {config.seed!r}.")
+    if config.readers.n_readers < 1 or config.readers.n_trials < 1:
+        raise InvalidInput(f"--readers and --trials must be at least 1, got {config.readers.n_readers} and "
+                           f"{config.readers.n_trials}.")
+
+
+def check_raw_root(raw_root: Path, flag: str = "-o") -> None:
+    """Refuses an nnUNet_raw folder that is a file, or that is or lies inside a dataset folder (one holding a
+    dataset.json next to imagesTr, or named DatasetXXX_NAME): the phantom would be written into another dataset."""
+    if raw_root.exists() and not raw_root.is_dir():
+        raise InvalidInput(f"{flag} {raw_root} is a file; {flag} is the nnUNet_raw folder that holds the "
+                           f"DatasetXXX_NAME folders. Choose a folder.")
+    resolved = raw_root.resolve()
+    for folder in (resolved, *resolved.parents):
+        if (folder / "dataset.json").is_file() and ((folder / "imagesTr").is_dir()
+                                                    or re.fullmatch(r"Dataset\d{3}_\w+", folder.name)):
+            relation = "is" if folder == resolved else "lies inside"
+            raise InvalidInput(f"{flag} {raw_root} {relation} the dataset {folder}; {flag} is the nnUNet_raw folder "
+                               f"that holds the DatasetXXX_NAME folders, e.g. {flag} {folder.parent}.")
+
+
+def phantom_parameters(config: PhantomConfig, num_train: int, num_test: int) -> dict:
+    """What the marker file records (and a rerun compares): the generator's parameters, as read back from JSON."""
+    return json.loads(json.dumps({"config": config.to_dict(), "num_train": num_train, "num_test": num_test}))
 
 
 def output_is_reusable(folder: Path, dataset_id: int, marker_name: str, params: dict, overwrite: bool, maker: str,
@@ -52,15 +106,15 @@ def output_is_reusable(folder: Path, dataset_id: int, marker_name: str, params: 
     """Whether ``folder`` already holds this output (its marker file equals ``params``); False if it is to be
     written. Refuses (FileExistsError) an id used by another dataset, a folder not made by ``maker``, and one made with
     other parameters unless ``overwrite``."""
-    others = [p for p in folder.parent.glob(f"Dataset{dataset_id:03d}_*")
-              if p != folder and not p.name.endswith((".partial", ".replaced"))] if folder.parent.is_dir() else []
+    others = dataset_id_users(dataset_id, folder.parent, folder.name.split("_", 1)[1])
     if others:
-        raise OutputExists(f"Dataset id {dataset_id} is already used by {others[0]}. Pick another id "
-                              f"(e.g. {id_flag} {dataset_id + 1}) or another nnUNet_raw folder.")
-    if not folder.exists():
+        free = free_dataset_id(dataset_id, folder.parent)
+        raise OutputExists(f"Dataset id {dataset_id} is already used by {others[0]}. Pick another id"
+                           + (f" (e.g. {id_flag} {free})" if free else "") + " or another nnUNet_raw folder.")
+    if not folder.exists() and not folder.is_symlink():
         return False
     marker = folder / marker_name
-    if not marker.is_file():
+    if folder.is_symlink() or not marker.is_file():
         raise OutputExists(f"{folder} exists and was not made by {maker}; it is left untouched. Choose another "
                               f"dataset id or nnUNet_raw folder.")
     if json.loads(marker.read_text()) == params:
@@ -119,20 +173,22 @@ def write_phantom_dataset(raw_root: str | Path, *, dataset_id: int = 501, name: 
 
     Raises:
         FileExistsError: the folder exists and was not made by this generator, or was made with other parameters
-            and ``overwrite`` is False.
+            and ``overwrite`` is False, or its id is used by another dataset.
+        ValueError: a parameter that cannot make a phantom, or a ``raw_root`` that is a file or a dataset folder.
     """
     config = config or PhantomConfig()
-    if num_train < 1 or num_test < 0:
-        raise InvalidInput(f"num_train must be >= 1 and num_test >= 0, got {num_train} and {num_test}.")
+    if not (isinstance(num_train, int) and isinstance(num_test, int)) or num_train < 1 or num_test < 0:
+        raise InvalidInput(f"--num_train must be at least 1 and --num_test 0 or more, got {num_train} and "
+                           f"{num_test}.")
+    check_phantom_config(config)
     raw_root = Path(raw_root)
+    check_raw_root(raw_root)
     folder = raw_root / dataset_folder_name(dataset_id, name)
     train = [f"phantom_{i:03d}" for i in range(num_train)]
     test = [f"phantom_{i:03d}" for i in range(num_train, num_train + num_test)]
-    params = {"config": config.to_dict(), "num_train": num_train, "num_test": num_test}
-    params = json.loads(json.dumps(params))  # tuples -> lists, as they come back from disk
+    params = phantom_parameters(config, num_train, num_test)
 
-    if output_is_reusable(folder, dataset_id, MARKER, params, overwrite, "the radconf phantom generator",
-                          "--dataset-id"):
+    if output_is_reusable(folder, dataset_id, MARKER, params, overwrite, "the radconf phantom generator", "-d"):
         return PhantomDataset(folder, train, test, reused=True)
 
     cases = [(i, "train") for i in range(num_train)] + [(num_train + i, "test") for i in range(num_test)]

@@ -141,3 +141,34 @@ def masks_from_label_map(label_map: np.ndarray, source_labels: Mapping[str, int]
     if unknown:
         raise InvalidInput(f"{where}: structures {unknown} have no label id; known: {dict(source_labels)}.")
     return [(label_map == source_labels[n]).astype(np.uint8) for n in names]
+
+
+def anatomy_dataset_json(channel_names: Mapping[str, str], anatomy: AnatomyChannels, labels: Mapping[str, int],
+                         train: list[str], test: list[str], ending: str, name: str, derived_from: str,
+                         source_ids: Mapping[str, int], generator: str = "radconf.anatomy_dataset") -> dict:
+    """The dataset.json of an anatomy dataset: the source's channels + one "noNorm" channel per structure, the
+    targets as labels 1..n, and a "radconf" entry with the declaration (written by ``radconf_anatomy_dataset``)."""
+    from_model = anatomy.source["kind"] == "model"
+    entry = {
+        "anatomy": anatomy.to_json(),
+        "derived_from": derived_from,
+        "target_source_labels": dict(source_ids),  # target name -> its id in the source's label maps
+        "test_cases": test,
+        # imagesTs of a model-derived dataset lack the masks: predict them with the organ model first
+        "imagesTs_channels": (anatomy.image_channels(len(channel_names) + len(anatomy.indices)) if from_model
+                              else list(range(len(channel_names) + len(anatomy.indices)))),
+        "generator": generator,
+    }
+    if from_model:
+        entry["inference"] = (f"two-stage: predict the anatomy with {anatomy.source['from']}, add the masks with "
+                              f"radconf.anatomy_inputs.assemble_anatomy_inputs, then predict with this dataset's model")
+    return {
+        "channel_names": {**dict(channel_names), **{str(i): MASK_CHANNEL_NAME for i in anatomy.indices}},
+        "labels": {"background": 0, **dict(labels)},
+        "numTraining": len(train),
+        "file_ending": ending,
+        "name": name,
+        "description": (f"{derived_from} with anatomy channels {anatomy.names} ({anatomy.source['kind']}: "
+                        f"{anatomy.source['from']}) and targets {list(labels)}, written by radconf_anatomy_dataset"),
+        "radconf": entry,
+    }

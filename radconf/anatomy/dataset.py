@@ -17,7 +17,6 @@ modified.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -26,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from radconf.anatomy.channels import ENCODINGS, MASK_CHANNEL_NAME, AnatomyChannels
+from radconf.anatomy.channels import ENCODINGS, AnatomyChannels, anatomy_dataset_json
 from radconf.anatomy.inputs import cut_masks, grid_problem, write_on_grid
 from radconf.errors import InvalidInput, MissingInput
-from radconf.io.cases import case_channels
+from radconf.io.dataset_json import read_json_file
 from radconf.io.files import atomic_write_json, staged_folder
-from radconf.io.images import read_geometry
-from radconf.raw.checks import check_output_dataset, resolve_source_folder
-from radconf.raw.derived import derived_target, raise_problems
+from radconf.io.images import check_volume_file, geometry_difference, read_geometry
+from radconf.raw.checks import label_id_problem, resolve_source_folder, scan_image_folder
+from radconf.raw.derived import check_output_dataset, derived_target, raise_problems
 from radconf.raw.entry import written_by
 
 GENERATOR = "radconf.anatomy_dataset"
@@ -68,19 +67,20 @@ class _AnatomySource:
     where: str  # the dataset.json they were read from
     maps: dict[str, Path]  # case -> label map
     folder: Path | None  # a raw dataset folder that must not be written to
+    model_folder: Path | None = None  # the organ model's folder (kind "model")
 
 
 def _read_dataset_json(folder: Path) -> dict:
     path = folder / "dataset.json"
     if not path.is_file():
         raise MissingInput(f"{path} is missing; the dataset needs a dataset.json with channel_names, labels and "
-                                f"file_ending.")
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as error:
-        raise InvalidInput(f"{path} is not valid JSON ({error}); fix it.") from None
-    if not isinstance(data.get("labels"), dict):
+                           f"file_ending.")
+    data = read_json_file(path)
+    if not isinstance(data, dict) or not isinstance(data.get("labels"), dict):
         raise InvalidInput(f"{path} has no 'labels' mapping (name -> id); add one.")
+    wrong = [problem for problem in (label_id_problem(n, v) for n, v in data["labels"].items()) if problem]
+    if wrong:
+        raise InvalidInput(f"{path}: {'; '.join(wrong)}; fix 'labels'.")
     return data
 
 
@@ -138,7 +138,31 @@ def _model_source(spec_text: str, results_root: Path, train_cases: Sequence[str]
         problems.append(f"{len(missing)} training case(s) have no cross-validated anatomy prediction in "
                         f"{folder}/fold_*/validation: {', '.join(missing)}. Finish the organ model's cross-validation: "
                         f"{train_hint} {todo} (add --val if a fold is trained but its validation was skipped).")
-    return _AnatomySource("model", str(spec), dataset_json["labels"], str(folder / "dataset.json"), maps, None)
+    return _AnatomySource("model", str(spec), dataset_json["labels"], str(folder / "dataset.json"), maps, None, folder)
+
+
+def _anatomy_source(source_folder: Path, source_json: dict, anatomy_dataset: str | os.PathLike | None,
+                    anatomy_model: str | None, raw_root: Path, results_root: str | os.PathLike | None,
+                    problems: list[str]) -> _AnatomySource:
+    """Where the masks are cut from: the model's predictions, another dataset's or the source's own label maps."""
+    ending = source_json.get("file_ending", ".nii.gz")
+    if not (source_folder / "imagesTr").is_dir():
+        raise MissingInput(f"{source_folder / 'imagesTr'} does not exist; the source must be an nnU-Net raw dataset "
+                           f"with imagesTr/<case>_0000{ending} and labelsTr/<case>{ending}.")
+    if anatomy_model is not None:
+        if results_root is None:
+            from radconf.paths import require_nnunet_paths
+
+            results_root = require_nnunet_paths().results
+        train_cases = list(scan_image_folder(source_folder / "imagesTr", ending, []))  # names: see _scan_cases
+        return _model_source(anatomy_model, Path(results_root), train_cases, problems)
+    if anatomy_dataset is not None:
+        other = resolve_source_folder(anatomy_dataset, raw_root)
+        other_json = _read_dataset_json(other)
+        return _AnatomySource("dataset", other.name, other_json["labels"], str(other / "dataset.json"),
+                              _label_maps(other, other_json.get("file_ending", ending)), other)
+    return _AnatomySource("labels", source_folder.name, source_json["labels"], str(source_folder / "dataset.json"),
+                          _label_maps(source_folder, ending), source_folder)
 
 
 def _written_by_us(folder: Path) -> bool:
@@ -186,8 +210,8 @@ def _select(source_labels: Mapping, anatomy_source: _AnatomySource, anatomy: Seq
 def _scan_cases(source: Path, ending: str, n_channels: int, anatomy_source: _AnatomySource,
                 problems: list[str]) -> list[_Case]:
     """The source's cases with their files; missing files and header mismatches go into ``problems``."""
-    splits = {"train": case_channels(source / "imagesTr", ending),
-              "test": case_channels(source / "imagesTs", ending) if (source / "imagesTs").is_dir() else {}}
+    splits = {"train": scan_image_folder(source / "imagesTr", ending, problems),
+              "test": scan_image_folder(source / "imagesTs", ending, problems)}
     problems += [f"case {c} is in both imagesTr and imagesTs of {source}; keep it in one of them."
                  for c in sorted(set(splits["train"]) & set(splits["test"]))]
     expected = list(range(n_channels))
@@ -222,15 +246,26 @@ def _scan_cases(source: Path, ending: str, n_channels: int, anatomy_source: _Ana
 
 
 def _check_headers(case: _Case, problems: list[str]) -> None:
+    """Every file of a case whole, finite, 2D/3D and scalar; the channels and label maps on channel 0's grid."""
     try:
-        image = read_geometry(case.images[0])
+        grids = [check_volume_file(path) for path in case.images]
     except ValueError as error:
         problems.append(f"case {case.case}: {error}")
         return
+    for path, grid in zip(case.images[1:], grids[1:]):
+        difference = geometry_difference(grids[0], grid)
+        if difference:
+            problems.append(f"case {case.case}: channel {path.name} does not match {case.images[0].name}: "
+                            f"{difference}; resample it onto the grid of channel 0.")
     for what, path in (("target label map", case.target), ("anatomy label map", case.anatomy)):
         if path is None or (what == "anatomy label map" and path == case.target):
             continue
-        problem = grid_problem(case.case, image, case.images[0].name, path, what)
+        try:
+            check_volume_file(path, "label map")
+        except ValueError as error:
+            problems.append(f"case {case.case}: {error}")
+            continue
+        problem = grid_problem(case.case, grids[0], case.images[0].name, path, what)
         if problem:
             problems.append(problem)
 
@@ -307,29 +342,16 @@ def make_anatomy_dataset(source: str | os.PathLike, dataset_id: int, name: str |
         raise InvalidInput("Name at least one anatomy structure (--anatomy bladder rectum ...).")
     target = derived_target(source, dataset_id, name, "Anatomy", raw_root)
     source_folder, folder, name = target.source, target.folder, target.name
-    if anatomy_model is not None and results_root is None:
-        from radconf.paths import require_nnunet_paths
-
-        results_root = require_nnunet_paths().results
     source_json = _read_dataset_json(source_folder)
     source_where = str(source_folder / "dataset.json")
     ending = source_json.get("file_ending", ".nii.gz")
     channel_names = dict(source_json.get("channel_names") or source_json.get("modality") or {"0": "CT"})
-    train_cases = list(case_channels(source_folder / "imagesTr", ending))
-
     problems: list[str] = []
-    if anatomy_model is not None:
-        kind = _model_source(anatomy_model, Path(results_root), train_cases, problems)
-    elif anatomy_dataset is not None:
-        other = resolve_source_folder(anatomy_dataset, target.raw_root)
-        other_json = _read_dataset_json(other)
-        kind = _AnatomySource("dataset", other.name, other_json["labels"], str(other / "dataset.json"),
-                              _label_maps(other, other_json.get("file_ending", ending)), other)
-    else:
-        kind = _AnatomySource("labels", source_folder.name, source_json["labels"], source_where,
-                              _label_maps(source_folder, ending), source_folder)
-    check_output_dataset(folder, dataset_id, [p for p in (source_folder, kind.folder) if p], overwrite,
-                         "radconf_anatomy_dataset", _written_by_us)
+    kind = _anatomy_source(source_folder, source_json, anatomy_dataset, anatomy_model, target.raw_root, results_root,
+                           problems)
+    inputs = [("the source dataset", source_folder), ("the --anatomy_model folder", kind.model_folder),
+              ("the --anatomy_dataset", kind.folder if kind.kind == "dataset" else None)]
+    check_output_dataset(folder, dataset_id, inputs, overwrite, "radconf_anatomy_dataset", _written_by_us)
     targets = _select(source_json["labels"], kind, anatomy, targets, source_where, problems)
     cases = _scan_cases(source_folder, ending, len(channel_names), kind, problems)
     raise_problems("radconf_anatomy_dataset", problems)
@@ -349,36 +371,7 @@ def make_anatomy_dataset(source: str | os.PathLike, dataset_id: int, name: str |
             (staging / sub).mkdir(parents=True)
         for case in tqdm(cases, desc="radconf_anatomy_dataset", unit="case", disable=not progress):
             warnings += _write_case(case, staging, ending, declaration, label_ids, target_map)
-        atomic_write_json(staging / "dataset.json", _dataset_json(
+        atomic_write_json(staging / "dataset.json", anatomy_dataset_json(
             channel_names, declaration, new_ids, train, test, ending, name, source_folder.name,
-            {t: source_json["labels"][t] for t in targets}))
+            {t: source_json["labels"][t] for t in targets}, GENERATOR))
     return AnatomyDataset(folder, train, test, declaration, new_ids, warnings)
-
-
-def _dataset_json(channel_names: Mapping[str, str], anatomy: AnatomyChannels, labels: Mapping[str, int],
-                  train: list[str], test: list[str], ending: str, name: str, derived_from: str,
-                  source_ids: Mapping[str, int]) -> dict:
-    from_model = anatomy.source["kind"] == "model"
-    entry = {
-        "anatomy": anatomy.to_json(),
-        "derived_from": derived_from,
-        "target_source_labels": dict(source_ids),  # target name -> its id in the source's label maps
-        "test_cases": test,
-        # imagesTs of a model-derived dataset lack the masks: predict them with the organ model first
-        "imagesTs_channels": (anatomy.image_channels(len(channel_names) + len(anatomy.indices)) if from_model
-                              else list(range(len(channel_names) + len(anatomy.indices)))),
-        "generator": GENERATOR,
-    }
-    if from_model:
-        entry["inference"] = (f"two-stage: predict the anatomy with {anatomy.source['from']}, add the masks with "
-                              f"radconf.anatomy_inputs.assemble_anatomy_inputs, then predict with this dataset's model")
-    return {
-        "channel_names": {**dict(channel_names), **{str(i): MASK_CHANNEL_NAME for i in anatomy.indices}},
-        "labels": {"background": 0, **dict(labels)},
-        "numTraining": len(train),
-        "file_ending": ending,
-        "name": name,
-        "description": (f"{derived_from} with anatomy channels {anatomy.names} ({anatomy.source['kind']}: "
-                        f"{anatomy.source['from']}) and targets {list(labels)}, written by radconf_anatomy_dataset"),
-        "radconf": entry,
-    }

@@ -14,15 +14,16 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import sys
 
+from radconf.cli.arguments import dataset_id, make_parser
 from radconf.cli.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="radconf_anatomy_dataset", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser("radconf_anatomy_dataset", __doc__)
     parser.add_argument("source", help="source raw dataset: a folder, or a dataset id/name in $nnUNet_raw")
-    parser.add_argument("-d", type=int, required=True, help="id of the new dataset (1..999)")
+    parser.add_argument("-d", type=dataset_id, required=True, help="id of the new dataset (1..999)")
     parser.add_argument("-n", default=None, help="name of the new dataset (default: <source name>Anatomy)")
     parser.add_argument("--anatomy", nargs="+", required=True, metavar="NAME",
                         help="structures given as mask channels, in this channel order (label names of the anatomy "
@@ -38,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "DATASET[:TRAINER[:PLANS[:CONFIGURATION[:FOLDS]]]], e.g. "
                              "501:nnUNetTrainer:radconfCPUPlans:3d_fullres:0,1,2,3,4")
     parser.add_argument("--encoding", choices=["binary", "ct"], default="binary",
-                        help="what the network sees: the binary mask, or the mask filled with CT values (default: "
-                             "binary; the stored channels are binary either way)")
+                        help="what the network sees: the binary mask, or the mask filled with CT values (the stored "
+                             "channels are binary either way)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier radconf_anatomy_dataset output of the same id and name")
     return parser
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                                       encoding=args.encoding, overwrite=args.overwrite, raw_root=paths.raw,
                                       results_root=paths.results)
         for line in result.warnings:
-            print(f"radconf: warning: {line}")
+            print(f"radconf: warning: {line}", file=sys.stderr)
         channels = ", ".join(f"{i}: {n}" for i, n in result.anatomy.channels.items())
         print(f"radconf: wrote {len(result.train_cases)} training and {len(result.test_cases)} held-out case(s) into "
               f"{result.folder}; anatomy channels {{{channels}}} ({result.anatomy.source['kind']}: "

@@ -84,3 +84,11 @@ def probability(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{value:g} must be between 0 and 1")
     return value
+
+
+def dataset_id(text: str) -> int:
+    """The id of a dataset to write: an integer in 1..999 (nnU-Net's range)."""
+    value = _number(int, text)
+    if not 1 <= value <= 999:
+        raise argparse.ArgumentTypeError(f"{value} is not a dataset id: nnU-Net's ids are 1..999")
+    return value

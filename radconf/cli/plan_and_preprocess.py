@@ -1,13 +1,19 @@
-"""radconf_plan_and_preprocess: nnU-Net fingerprinting, planning and preprocessing with radconf's planners."""
+"""radconf_plan_and_preprocess: nnU-Net fingerprinting, planning and preprocessing with radconf's planners.
+
+Every dataset is checked first (every image and label file whole, finite, on its case's grid, label values declared;
+see radconf.raw.checks), then planned and preprocessed one after the other.
+Example: radconf_plan_and_preprocess -d 501 --preset cpu
+"""
 from __future__ import annotations
 
 import argparse
 
+from radconf.cli.arguments import make_parser, positive_float, positive_int
 from radconf.cli.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = make_parser("radconf_plan_and_preprocess", __doc__)
     parser.add_argument("-d", nargs="+", required=True, help="dataset id(s) or name(s), e.g. 501")
     parser.add_argument("-pl", default=None, help="planner class (radconf's or nnU-Net's); default ExperimentPlanner")
     parser.add_argument("--preset", default=None, choices=["cpu", "cpu_resenc"],
@@ -15,10 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "(plans radconfCPUPlans), 'cpu_resenc' the same for nnU-Net's residual-encoder U-Net "
                              "(radconfCPUResEncPlans)")
     parser.add_argument("-c", nargs="+", default=None,
-                        help="configurations to preprocess; default 2d 3d_fullres 3d_lowres (cpu preset: 3d_fullres)")
-    parser.add_argument("-np", type=int, default=2, help="worker processes (default 2)")
-    parser.add_argument("-gpu_memory_target", type=float, default=None, help="override the planner's memory target")
+                        help="configurations to preprocess (2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres); default "
+                             "2d 3d_fullres 3d_lowres (cpu presets: 3d_fullres)")
+    parser.add_argument("-np", type=positive_int, default=2, help="worker processes")
+    parser.add_argument("-gpu_memory_target", type=positive_float, default=None,
+                        help="override the planner's memory target (GB)")
     parser.add_argument("-overwrite_plans_name", default=None, help="custom plans identifier")
+    parser.add_argument("--no_pp", action="store_true", help="plan only, do not preprocess (as nnU-Net's --no_pp)")
     parser.add_argument("--verbose", action="store_true")
     return parser
 
@@ -30,20 +39,32 @@ def main(argv: list[str] | None = None) -> int:
         from radconf.cli.environment import use_default_nnunet_paths
         from radconf.planning import (
             DEFAULT_CONFIGURATIONS,
+            check_configurations,
+            check_plan_settings,
             plan_and_preprocess,
+            planned_configurations,
             planner_for,
         )
+        from radconf.raw.checks import check_raw_dataset, find_dataset_name
 
-        use_default_nnunet_paths()
         planner = planner_for(args.pl, args.preset)
-        configurations = args.c or (["3d_fullres"] if args.preset else list(DEFAULT_CONFIGURATIONS))
-        for dataset in args.d:
+        configurations = check_configurations(args.c) if args.c else (["3d_fullres"] if args.preset else None)
+        check_plan_settings(args.np, args.gpu_memory_target, args.overwrite_plans_name)
+        raw = use_default_nnunet_paths().raw
+        datasets = list(dict.fromkeys(args.d))
+        for dataset in datasets:  # every dataset checked before the first is planned
+            check_raw_dataset(raw / find_dataset_name(dataset, raw))
+        for dataset in datasets:
             plans, plans_file = plan_and_preprocess(
                 dataset, planner=planner, configurations=configurations, num_processes=args.np,
                 gpu_memory_target_gb=args.gpu_memory_target, plans_name=args.overwrite_plans_name,
-                verbose=args.verbose)
-            print(f"radconf: plans {plans} written to {plans_file}; train with: radconf_train {dataset} "
-                  f"{configurations[-1] if len(configurations) == 1 else '3d_fullres'} 0 -p {plans}")
+                verbose=args.verbose, check_dataset=False, preprocess=not args.no_pp)
+            planned = planned_configurations(plans_file)
+            done = [c for c in configurations or DEFAULT_CONFIGURATIONS if c in planned]
+            configuration = "3d_fullres" if "3d_fullres" in done else done[0]
+            print(f"radconf: plans {plans} written to {plans_file}"
+                  + ("" if args.no_pp else f" ({', '.join(done)} preprocessed)")
+                  + f"; train with: radconf_train {dataset} {configuration} 0 -p {plans}")
 
     return run_cli(run)
 

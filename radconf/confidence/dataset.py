@@ -10,10 +10,11 @@ only touch the region some reader drew; the level map is then placed back on the
 """
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +39,11 @@ from radconf.io.files import (
 from radconf.io.images import (
     RESAMPLE_HINT,
     Geometry,
+    check_volume_file,
     geometry_difference,
     read_header,
 )
-from radconf.raw.checks import check_output_dataset
-from radconf.raw.derived import derived_target
+from radconf.raw.derived import check_output_dataset, derived_target
 from radconf.raw.entry import RadconfEntry
 
 FUSION_RULE = ("level = 0 if c == 0, K if c == n, else 1 + floor((K - 1) * c / n); c = number of masks that include "
@@ -69,9 +70,11 @@ def _bounding_box(mask: np.ndarray) -> Box | None:
 
 
 def _read_mask(path: Path, geometry: Geometry, threshold: float | None) -> tuple[Box | None, np.ndarray]:
-    """(bounding box, binary mask cropped to it) of one mask file, checked against the image geometry."""
+    """(bounding box, binary mask cropped to it) of one mask file, checked (whole, finite, scalar) and compared with
+    the image geometry."""
     import SimpleITK as sitk
 
+    check_volume_file(path, "mask")  # SimpleITK would read a truncated file, or NaN, as zeros
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
@@ -96,15 +99,16 @@ def fuse_case(image_path: str | os.PathLike, mask_paths: Mapping[str, str | os.P
         image_path: the case's image (channel 0); only its header is read.
         mask_paths: mask name (``<reader>_<trial>``) -> mask file, at least one.
         k: highest confidence level (2..255).
-        threshold: None: masks must hold 0/1 only; a number T: mask = value > T.
+        threshold: None: masks must hold 0/1 only; a number T: mask = value > T (refused where it selects every
+            voxel, or nothing of a two-valued mask: :func:`radconf.confidence.checks.apply_threshold`).
         num_threads: mask files read concurrently.
 
     Returns:
         Levels, counts, majority, agreement and the cropped masks.
 
     Raises:
-        ValueError: no masks, k out of range, an unreadable file, a non-binary mask, or a mask whose geometry differs
-            from the image's (each naming the file).
+        ValueError: no masks, k out of range, an unreadable, truncated or non-finite file, a non-binary mask, a
+            threshold that cannot be meant, or a mask whose geometry differs from the image's (each naming the file).
     """
     if not mask_paths:
         raise InvalidInput(f"No masks given for image {image_path}; every case needs at least one reader mask.")
@@ -206,6 +210,7 @@ class FusedDataset:
     test_cases: list[str]
     n_masks: int
     summary: dict[str, float]
+    warnings: list[str] = field(default_factory=list)  # e.g. cases whose masks are all empty
 
 
 def _is_fusion_output(folder: Path) -> bool:
@@ -231,33 +236,43 @@ def fuse_reader_dataset(source: str | os.PathLike, dataset_id: int, name: str | 
         k: highest confidence level (2..255); labels are 0..k.
         structure: name of the fused structure, recorded in dataset.json.
         staple: also write STAPLE consensus masks (``consensus_staple/``).
-        threshold: None: masks must hold 0/1; T: mask = value > T.
+        threshold: None: masks must hold 0/1; T: mask = value > T (a finite number that separates background and
+            contour, see :func:`radconf.confidence.checks.apply_threshold`).
         overwrite: replace an earlier output of this function (never anything else).
         num_workers: cases fused in parallel processes.
         raw_root: nnUNet_raw folder (default: ``$nnUNet_raw``, via :func:`radconf.paths.require_nnunet_paths`).
         progress: tqdm bar over cases.
 
     Returns:
-        The written dataset's folder, cases and agreement summary.
+        The written dataset's folder, cases, agreement summary and warnings (levels no case reaches, cases whose
+        masks are all empty).
 
     Raises:
         FileNotFoundError: source dataset or readers folder missing.
         FileExistsError: the output exists and may not be replaced, or the id is used by another dataset.
-        ValueError: k or the id out of range, a bad name, or problems in the inputs (each naming the file and fix).
+        ValueError: k, the threshold or the id out of range, a bad name, an output that is, contains or lies inside
+            an input folder, problems in the inputs, or every mask empty (each naming the file and fix).
     """
 
     if not 2 <= k <= 255:
         raise InvalidInput(f"The highest confidence level K (-k) must be in 2..255, got {k}.")
+    if threshold is not None and not math.isfinite(threshold):
+        raise InvalidInput(f"--threshold must be a finite number, got {threshold}.")
+    if num_workers < 1:
+        raise InvalidInput(f"The number of worker processes (-np) must be at least 1, got {num_workers}.")
     target = derived_target(source, dataset_id, name, "Confidence", raw_root)
     source_folder, folder, name = target.source, target.folder, target.name
-    check_output_dataset(folder, dataset_id, [source_folder], overwrite, "radconf_fuse_readers",
-                         _is_fusion_output)
+    readers = Path(readers_folder) if readers_folder is not None else source_folder / "readers"
+    check_output_dataset(folder, dataset_id, [("the source dataset", source_folder), ("the --readers folder", readers)],
+                         overwrite, "radconf_fuse_readers", _is_fusion_output)
     inputs = scan_source(source_folder, readers_folder)
+    warnings = unreachable_levels(k, [len(c.masks) for c in inputs.cases])
 
     with staged_folder(folder) as staging:  # replaces only an earlier output of ours (overwrite checked above)
         tasks = [_CaseTask(case, staging, k, threshold, staple, inputs.file_ending) for case in inputs.cases]
         outputs = _run(tasks, num_workers, progress)
         case_table = [row for row, _ in outputs]
+        warnings += _empty_cases(case_table, inputs)
         pair_table = [pair for _, pairs in outputs for pair in pairs]
         summary = summarise(case_table)
         write_reports(staging, case_table, pair_table, k)
@@ -266,4 +281,29 @@ def fuse_reader_dataset(source: str | os.PathLike, dataset_id: int, name: str | 
             consensus=["majority"] + (["staple"] if staple else []), threshold=threshold))
     return FusedDataset(folder, [c.case for c in inputs.cases if c.split == "train"],
                         [c.case for c in inputs.cases if c.split == "test"],
-                        sum(len(c.masks) for c in inputs.cases), summary)
+                        sum(len(c.masks) for c in inputs.cases), summary, warnings)
+
+
+def unreachable_levels(k: int, masks_per_case: Sequence[int]) -> list[str]:
+    """A warning line when some of the levels 1..K-1 occur in no case (K above the number of masks of every case)."""
+    reachable = {int(level) for n in set(masks_per_case) for level in level_lookup(n, k)}
+    missing = [str(level) for level in range(k + 1) if level not in reachable]
+    if not missing:
+        return []
+    most = max(masks_per_case)
+    fix = (f"-k {most} or less gives every level voxels" if most >= 2 else
+           "fusion needs several masks per case to grade agreement")
+    return [f"-k {k}: the cases have at most {most} masks, so levels {', '.join(missing)} never occur in any case "
+            f"(n masks give n + 1 agreement counts); {fix}."]
+
+
+def _empty_cases(case_table: Sequence[dict], inputs) -> list[str]:
+    """A warning per case whose masks are all empty; InvalidInput if every case's are (nothing to learn)."""
+    empty = [row for row in case_table if row["volume_ge_level_1_ml"] == 0]
+    if case_table and len(empty) == len(case_table):
+        raise InvalidInput(f"every reader mask of every case is empty ({inputs.readers_folder}): the fused dataset "
+                           f"would hold background only. Check the mask files and --threshold (value > T is "
+                           f"the contour).")
+    return [f"case {row['case']}: all {row['n_masks']} reader masks are empty ({inputs.readers_folder / row['case']});"
+            f" its level map is background only. Check its masks (and --threshold) if the structure is there."
+            for row in empty]

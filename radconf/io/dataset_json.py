@@ -1,4 +1,5 @@
-"""Reading nnU-Net's dataset.json: loading it, finding it next to a label folder, parsing its labels."""
+"""Reading nnU-Net's dataset.json: loading it (any JSON file, with the line and a fix when it is invalid), finding it
+next to a label folder, parsing its labels."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,42 @@ from radconf.io.files import atomic_write_bytes, atomic_write_text  # noqa: F401
 
 
 # ------------------------------------------------------------------------------------------------- dataset.json
+# json's messages -> what usually causes them in a hand-edited file
+_JSON_HINTS = (
+    ("Extra data", "there is text after the closing brace (a stray '}' or a second object): remove it"),
+    ("Expecting property name", "a trailing comma before '}' or a key in single quotes: JSON needs \"double quotes\" "
+                                "and no comma after the last entry"),
+    ("Expecting ',' delimiter", "a comma is missing between two entries"),
+    ("Expecting ':' delimiter", "a ':' is missing between a key and its value"),
+    ("Expecting value", "a value is missing (an empty file, a comma before ']', or True/False/None, which JSON writes "
+                        "true/false/null)"),
+    ("Unterminated string", "a string's closing quote is missing"),
+    ("Invalid control character", "a line break or tab inside a string: write it as \\n or \\t"),
+)
+
+
+def read_json_file(path: str | os.PathLike) -> Any:
+    """Reads a JSON file a user may have edited by hand.
+
+    Raises:
+        MissingInput: the file does not exist.
+        InvalidInput: it is not UTF-8 or not valid JSON, naming the file, the line and column, and the likely fix.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MissingInput(f"{path} does not exist.") from None
+    except UnicodeDecodeError as error:
+        raise InvalidInput(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8.") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        hint = next((h for prefix, h in _JSON_HINTS if error.msg.startswith(prefix)), "fix the syntax there")
+        raise InvalidInput(f"{path} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}; "
+                           f"{hint} (python -m json.tool {path} shows the place), then run again.") from None
+
+
 def load_dataset_json(path: str | os.PathLike) -> dict:
     """Loads an nnU-Net dataset.json.
 
@@ -24,10 +61,7 @@ def load_dataset_json(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise MissingInput(f"dataset.json {path} does not exist; pass the right path with -djfile.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InvalidInput(f"{path} is not valid JSON ({err}); fix the file or pass labels with -l.") from err
+    data = read_json_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("labels"), dict):
         raise InvalidInput(  # noqa: TRY004 - a malformed file, not a wrong argument type
             f"{path} has no 'labels' mapping (name -> id); add one as nnU-Net expects or pass -l."

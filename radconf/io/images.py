@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from radconf.errors import InvalidInput, MissingInput
-from radconf.io.integrity import check_complete, check_finite
+from radconf.io.integrity import RECOPY_HINT, check_complete, check_finite
 
 SPACING_RELATIVE_TOLERANCE = 1e-4  # |spacing difference| <= 1e-4 * reference spacing, per axis
 ORIGIN_TOLERANCE_MM = 1e-3  # |origin difference| <= 1e-3 mm, per axis
 DIRECTION_TOLERANCE = 1e-4  # |direction cosine difference| <= 1e-4
+SPATIAL_DIMENSIONS = (2, 3)  # nnU-Net reads one 2D or 3D file per channel and per label map
 RESAMPLE_HINT = ("Resample the mask onto the image grid (nearest neighbour, e.g. SimpleITK's "
                  "Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor)) or export it with the image's "
                  "geometry.")
@@ -67,6 +68,8 @@ def _rounded(values: tuple[float, ...]) -> tuple[float, ...]:
 
 def geometry_difference(reference: Geometry, other: Geometry) -> str | None:
     """Which property of ``other`` differs from ``reference`` beyond the tolerances, with both values; None if none."""
+    if len(other.size) != len(reference.size):
+        return f"{len(other.size)}D vs {len(reference.size)}D (size {other.size} vs {reference.size})"
     if other.size != reference.size:
         return f"size {other.size} vs {reference.size}"
     if len(other.spacing) != len(reference.spacing) or not np.all(
@@ -90,6 +93,8 @@ def read_header(path: Path):
     """
     import SimpleITK as sitk
 
+    if path.is_file() and path.stat().st_size == 0:
+        raise InvalidInput(f"{path} is empty (0 bytes); {RECOPY_HINT}.")
     check_complete(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -110,12 +115,40 @@ def check_image_file(path: str | os.PathLike) -> Geometry:
     Raises:
         InvalidInput: unreadable, truncated, or NaN/infinite voxels, naming the file.
     """
+    return Geometry.of(_checked_reader(Path(path)))
+
+
+def _checked_reader(path: Path):
     import SimpleITK as sitk
 
-    reader = read_header(Path(path))
+    reader = read_header(path)
     if sitk.GetPixelIDValueAsString(reader.GetPixelID()).split()[-1] in ("float", "complex"):
-        check_finite(_raw_voxels(Path(path), reader), path)
-    return Geometry.of(reader)
+        check_finite(_raw_voxels(path, reader), path)
+    return reader
+
+
+def check_volume_file(path: str | os.PathLike, what: str = "image") -> Geometry:
+    """:func:`check_image_file` for a file nnU-Net reads as one channel or one label map: also 2D or 3D, and one
+    value per voxel.
+
+    Args:
+        path: the file.
+        what: what it is, for the message (``"image"``, ``"label map"``, ``"mask"``).
+
+    Raises:
+        InvalidInput: unreadable, truncated, NaN/infinite voxels, 4D, or several components per voxel, naming the file.
+    """
+    path = Path(path)
+    reader = _checked_reader(path)
+    geometry = Geometry.of(reader)
+    if len(geometry.size) not in SPATIAL_DIMENSIONS:
+        raise InvalidInput(f"{path} is a {len(geometry.size)}D {what} (size {geometry.size}); nnU-Net reads every image "
+                           f"channel and every label map as one 2D or 3D file. Split it into one 3D file per channel or time point (CASE_0000, "
+                           f"CASE_0001, ... each declared in channel_names), or keep only the volume you mean.")
+    if reader.GetNumberOfComponents() != 1:
+        raise InvalidInput(f"{path} has {reader.GetNumberOfComponents()} components per voxel (e.g. RGB); each {what} "
+                           f"must hold one value per voxel: store every component as a file (channel) of its own.")
+    return geometry
 
 
 def _raw_voxels(path: Path, reader) -> np.ndarray:
@@ -126,7 +159,7 @@ def _raw_voxels(path: Path, reader) -> np.ndarray:
         import nibabel
 
         return np.asarray(nibabel.load(str(path)).dataobj)
-    return sitk.GetArrayViewFromImage(reader.Execute())
+    return sitk.GetArrayFromImage(reader.Execute())
 
 
 def _last_line(error: Exception) -> str:
@@ -177,7 +210,7 @@ def read_label_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
         raise InvalidInput(f"SimpleITK cannot read {path}: {str(err).strip().splitlines()[-1]}") from err
     if image.GetDimension() not in (2, 3):
         raise InvalidInput(
-            f"{path} is a {image.GetDimension()}D image; radconf evaluates 2D or 3D label maps (one file per case)."
+            f"{path} is a {image.GetDimension()}D image; label maps are 2D or 3D (one file per case)."
         )
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InvalidInput(
@@ -187,10 +220,12 @@ def read_label_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     geometry = Geometry.of(image)
     array = sitk.GetArrayFromImage(image)
     if not np.issubdtype(array.dtype, np.integer):
-        if np.any(array != np.round(array)):
+        fractional = array[array != np.round(array)]
+        if fractional.size:
+            shown = ", ".join(f"{v:g}" for v in np.unique(fractional)[:5].tolist())
             raise InvalidInput(
-                f"{path} is not an integer label image (dtype {array.dtype} with non-integer values); write label maps "
-                "with integer labels (threshold or argmax probability maps first)."
+                f"{path} is not an integer label image: it holds non-integer label values ({shown}) (dtype "
+                f"{array.dtype}); write label maps with integer labels (threshold or argmax probability maps first)."
             )
         array = array.astype(np.int32)
     if array.size and array.min() < 0:

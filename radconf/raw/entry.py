@@ -10,7 +10,6 @@ sub-entries (``anatomy``) further.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from radconf.errors import InvalidInput
+from radconf.io.dataset_json import read_json_file
 
 RADCONF_KEY = "radconf"
 
@@ -78,10 +78,7 @@ class RadconfEntry:
             FileNotFoundError, ValueError: the file is missing or not valid JSON, naming it.
         """
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise InvalidInput(f"{path} is not valid JSON ({error}); fix or rewrite it.") from None
+        data = read_json_file(path)
         if not isinstance(data, Mapping):
             raise InvalidInput(f"{path} must hold a JSON object.")
         return cls.of(data, str(path))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from radconf.cli.fuse_readers import main
@@ -52,8 +53,9 @@ def test_errors_exit_2_with_one_line(tiny_phantom, nnunet_dirs, capsys):
     assert error.startswith("radconf: error: ") and f"mask {mask} does not match image phantom_002_0000" in error
     assert "spacing" in error and not (nnunet_dirs["nnUNet_raw"] / "Dataset991_Fused").exists()
 
-    assert main(["990", "-d", "991", "-k", "1"]) == 2
-    assert "K (-k) must be in 2..255, got 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: before any work
+        main(["990", "-d", "991", "-k", "1"])
+    assert exit_info.value.code == 2 and "1 is not a highest level K: K is 2..255" in capsys.readouterr().err
     assert main(["990", "-d", "990"]) == 2  # the id of the source, another name
     assert "Dataset id 990 is already used" in capsys.readouterr().err
     assert main(["/nonexistent/Dataset5_X", "-d", "991"]) == 2

@@ -245,7 +245,7 @@ def test_target_and_label_errors(raw: Path):
 
 
 def test_output_refusals_and_overwrite(raw: Path):
-    with pytest.raises(FileExistsError, match="would replace"):
+    with pytest.raises(ValueError, match="Dataset201_Pelvis is the source dataset .*never writes into or around"):
         build(raw, anatomy=["bladder"], dataset_id=201, name="Pelvis")
     with pytest.raises(FileExistsError, match="Dataset id 202 is already used by .*Dataset202_Organs"):
         build(raw, anatomy=["bladder"], dataset_id=202)
