@@ -12,7 +12,7 @@ The masks are cut from (a) the source's own label maps, (b) another raw dataset'
 (c) an organ model's cross-validated predictions (``fold_k/validation/``): what the model will see at inference, as in
 nnU-Net's cascade. With (c) held-out cases get their image channels only; at inference the organ model predicts their
 anatomy first (:mod:`radconf.anatomy_inputs`). Every problem found in names and file headers is reported at once
-before anything is written; the dataset is built in ``<folder>.partial`` and renamed into place. The source is never
+before anything is written; the dataset is built in a hidden ``.partial`` folder beside it and renamed into place. The source is never
 modified.
 """
 from __future__ import annotations

@@ -81,8 +81,7 @@ def publish_staged_folder(staging: str | os.PathLike, folder: str | os.PathLike)
     if not folder.exists():
         staging.rename(folder)
         return folder
-    replaced = folder.with_name(folder.name + ".replaced")
-    shutil.rmtree(replaced, ignore_errors=True)
+    replaced = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.replaced")  # a new name: nothing is overwritten
     folder.rename(replaced)
     staging.rename(folder)
     shutil.rmtree(replaced)
@@ -91,15 +90,15 @@ def publish_staged_folder(staging: str | os.PathLike, folder: str | os.PathLike)
 
 @contextmanager
 def staged_folder(folder: str | os.PathLike) -> Iterator[Path]:
-    """Writes a dataset folder all at once: yields an empty ``<folder>.partial`` next to it; when the block ends
+    """Writes a dataset folder all at once: yields an empty staging folder next to it; when the block ends
     normally it is published as ``folder`` (:func:`publish_staged_folder`), and on any error (or interruption) it is
-    deleted and ``folder`` is left as it was.
+    deleted and ``folder`` is left as it was. The staging folder has a new hidden name (``.<folder>.<id>.partial``),
+    so no folder already there is ever deleted.
 
     The caller decides beforehand whether an existing ``folder`` may be replaced.
     """
     folder = Path(folder)
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.partial")
     staging.mkdir(parents=True)
     try:
         yield staging
