@@ -3,6 +3,9 @@
 ``predict`` runs one model (nnU-Net's predictor, folds averaged) or a weighted ensemble; either may be a confidence
 model (level maps), an anatomy-channel model (organ masks from a folder or from an organ model run first) or, for
 one model, a distance-head model (distance maps). The options of each method come as one small dataclass.
+
+Everything is checked before any work starts (options, model files, output location, every input image, level
+outputs); a failed prediction leaves the output folder as it was found.
 """
 from __future__ import annotations
 
@@ -14,15 +17,17 @@ from radconf.confidence.outputs import LevelOutputs
 from radconf.ensembles.prediction import EnsembleOptions, predict_ensemble
 from radconf.errors import InvalidInput
 from radconf.inference import RunOptions, predict_model
+from radconf.io.cases import PredictedCases
 from radconf.models import ModelSpec
 
-__all__ = ["AnatomyInputs", "EnsembleOptions", "LevelOutputs", "ModelSpec", "RunOptions", "predict"]
+__all__ = ["AnatomyInputs", "EnsembleOptions", "LevelOutputs", "ModelSpec", "PredictedCases", "RunOptions",
+           "predict"]
 
 
 def predict(input_folder: str | Path, output_folder: str | Path, models: Sequence[ModelSpec], *,
             run: RunOptions = RunOptions(), levels: LevelOutputs = LevelOutputs(),
             anatomy: AnatomyInputs = AnatomyInputs(), ensemble: EnsembleOptions | None = None,
-            save_distance: bool = False) -> list[str]:
+            save_distance: bool = False) -> PredictedCases:
     """Predicts every case of ``input_folder`` into ``output_folder``.
 
     Args:
@@ -36,13 +41,19 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
         save_distance: distance-head models (one model only): distance maps in mm (``distance_maps/``).
 
     Returns:
-        The case identifiers predicted.
+        The case identifiers of the input folder; ``skipped``: those whose outputs were already there
+        (``run.overwrite`` False).
 
     Raises:
-        ValueError: no model, or options that do not apply to the models given.
+        InvalidInput, MissingInput: no model, options that do not apply to the models given, an output folder that
+            is, lies inside or contains an input, missing model files, unusable input images; before anything is
+            written.
     """
+    models = list(models)
     if not models:
         raise InvalidInput("Give at least one model spec.")
+    if not all(isinstance(model, ModelSpec) for model in models):
+        raise InvalidInput("models must be ModelSpec objects (ModelSpec.parse('DATASET:TRAINER:PLANS:CONFIG:FOLDS')).")
     if len(models) > 1 or ensemble is not None:
         if save_distance:
             raise InvalidInput("--save_distance is not available for ensembles; predict with the distance model alone.")

@@ -3,33 +3,55 @@
 The model is rebuilt explicitly (checkpoint -> trainer class via radconf's registry -> its static
 ``build_network_architecture`` -> ``nnUNetPredictor.manual_initialization``), so radconf's trainers need no entry in
 nnU-Net's own lookup. A model is described by a ``ModelSpec``; ensembling several specs builds on the same type.
+
+Every check runs before any work: the options, the model's files (folds, checkpoint), the output location (never
+into, onto or around an input), every input image (whole, finite, 3D, the model's channels) and the level outputs
+against the model's levels. A failed prediction leaves the output folder as it was found
+(:func:`radconf.io.cases.removed_on_failure`); ``radconf_model.json`` is written last.
 """
 from __future__ import annotations
 
-import json
+import math
+import numbers
 import tempfile
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from radconf.anatomy.channels import anatomy_of
-from radconf.anatomy.distance_export import export_distance_maps
+from radconf.anatomy.distance_export import (
+    DISTANCE_FOLDER,
+    check_distance_head,
+    export_distance_maps,
+)
 from radconf.anatomy.inputs import (
     AnatomyInputs,
+    AnatomySource,
     assemble_anatomy_inputs,
+    check_anatomy_source,
     split_channels_present,
 )
 from radconf.confidence.ordinal import ordinal_levels
 from radconf.confidence.outputs import LevelOutputs, finish_level_predictions
 from radconf.devices import make_device
-from radconf.errors import InvalidInput, MissingInput
-from radconf.io.cases import check_input_folder
+from radconf.errors import InvalidInput
+from radconf.io.cases import (
+    PredictedCases,
+    check_input_folder,
+    input_case_channels,
+    removed_on_failure,
+    split_done,
+)
 from radconf.io.files import atomic_write_json
-from radconf.models import ModelSpec
+from radconf.io.locations import check_output_location
+from radconf.models import ModelFiles, ModelSpec, find_model, read_model_json
 from radconf.nnunet_compat.checkpoints import safe_load_checkpoint
 from radconf.paths import require_nnunet_paths
 from radconf.raw.entry import RadconfEntry
 from radconf.registry import find_class
+
+DEVICES = ("cpu", "cuda", "mps")
 
 
 def load_predictor(spec: ModelSpec, *, device: str | None = None, tile_step_size: float = 0.5,
@@ -39,27 +61,16 @@ def load_predictor(spec: ModelSpec, *, device: str | None = None, tile_step_size
     Raises:
         FileNotFoundError: the model folder or a fold's checkpoint is missing.
     """
-    from batchgenerators.utilities.file_and_folder_operations import load_json
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.label_handling.label_handling import (
         determine_num_input_channels,
     )
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    folder = spec.model_folder(require_nnunet_paths().results)
-    if not folder.is_dir():
-        raise MissingInput(f"Model folder {folder} does not exist; train it with radconf_train "
-                                f"{spec.dataset} {spec.configuration} FOLD -tr {spec.trainer} -p {spec.plans}.")
-    checkpoints = []
-    for fold in spec.folds:
-        path = folder / f"fold_{fold}" / spec.checkpoint
-        if not path.is_file():
-            trained = sorted(p.parent.name for p in folder.glob(f"fold_*/{spec.checkpoint}"))
-            raise MissingInput(f"{path} not found (folds with {spec.checkpoint}: {', '.join(trained) or 'none'}). "
-                                    f"Pass -f with trained folds or finish training fold {fold}.")
-        checkpoints.append(safe_load_checkpoint(path))
-    plans_manager = PlansManager(load_json(str(folder / "plans.json")))
-    dataset_json = load_json(str(folder / "dataset.json"))
+    model = find_model(spec)
+    checkpoints = [safe_load_checkpoint(path) for path in model.checkpoints()]
+    plans_manager = PlansManager(model.plans)
+    dataset_json = model.dataset_json
     configuration_manager = plans_manager.get_configuration(checkpoints[0]["init_args"]["configuration"])
     trainer_class = find_class(checkpoints[0]["trainer_name"], "trainer")
     num_inputs = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
@@ -84,11 +95,12 @@ class RunOptions:
 
     Attributes:
         device: ``cpu``/``cuda``/``mps``; None = cuda when available, else cpu.
-        overwrite: recompute cases whose output exists.
-        num_processes: nnU-Net's preprocessing and export workers.
-        tile_step_size: sliding-window step as a fraction of the patch.
+        overwrite: recompute cases whose outputs exist (False: keep them, ``--continue_prediction``).
+        num_processes: nnU-Net's preprocessing workers (and export workers unless ``num_processes_export``).
+        tile_step_size: sliding-window step as a fraction of the patch, in (0, 1].
         use_mirroring: test-time mirroring.
         save_probabilities: also write ``CASE.npz``/``CASE.pkl`` as nnU-Net does.
+        num_processes_export: nnU-Net's segmentation export workers; None = ``num_processes``.
     """
 
     device: str | None = None
@@ -97,11 +109,86 @@ class RunOptions:
     tile_step_size: float = 0.5
     use_mirroring: bool = True
     save_probabilities: bool = False
+    num_processes_export: int | None = None
+
+    @property
+    def export_processes(self) -> int:
+        return self.num_processes if self.num_processes_export is None else self.num_processes_export
+
+    def check(self) -> None:
+        """Refuses values nnU-Net would fail on later (an assertion, a pool of 0 workers).
+
+        Raises:
+            InvalidInput: naming the option and the values it takes.
+        """
+        if self.device is not None and self.device not in DEVICES:
+            raise InvalidInput(f"-device {self.device!r} is not one of {', '.join(DEVICES)}.")
+        step = self.tile_step_size
+        if isinstance(step, bool) or not isinstance(step, numbers.Real) or not math.isfinite(step) \
+                or not 0 < step <= 1:
+            raise InvalidInput(f"-step_size {step!r} must be a number greater than 0 and at most 1 (e.g. 0.5).")
+        for flag, value in (("-npp", self.num_processes), ("-nps", self.export_processes)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise InvalidInput(f"{flag} {value!r} must be a whole number of worker processes, at least 1.")
+
+
+def check_output_folder(output_folder: str | Path, inputs: Sequence[tuple[str, object]]) -> None:
+    """Refuses an output that is a file, or that is, lies inside or contains an input (``(what, folder)`` pairs)."""
+    output = Path(output_folder)
+    if output.exists() and not output.is_dir():
+        raise InvalidInput(f"-o {output} is a file; give a folder for the predictions.")
+    check_output_location(output, inputs)
+
+
+def prediction_inputs(input_folder, models: Sequence[ModelFiles], anatomy: AnatomyInputs) -> list[tuple[str, object]]:
+    """What a prediction reads, for :func:`check_output_folder`: images, organ masks, model folders."""
+    pairs = [("the input folder -i", input_folder), ("the anatomy folder --anatomy", anatomy.folder)]
+    pairs += [(f"the model folder of {m.spec}", m.folder) for m in models]
+    if anatomy.model is not None:
+        pairs.append(("the model folder of --anatomy_model", anatomy.model.model_folder(require_nnunet_paths().results)))
+    return pairs
+
+
+def image_dimensions(plans: dict) -> tuple[int, ...]:
+    """The image dimensions a model reads: 3D, or 2D and 3D for a model of 2D images (nnU-Net gives 2D images a
+    first spacing of 999 x the largest in-plane spacing)."""
+    spacing = plans.get("original_median_spacing_after_transp")
+    if not isinstance(spacing, (list, tuple)) or len(spacing) != 3:
+        return (2, 3)
+    return (2, 3) if spacing[0] > 100 * max(spacing[1:]) else (3,)
+
+
+def model_levels(dataset_json: dict) -> int | None:
+    """K of a confidence-level model, None for any other model."""
+    return ordinal_levels(dataset_json) if RadconfEntry.of(dataset_json).ordinal else None
+
+
+def check_inputs(input_folder: str | Path, model: ModelFiles, anatomy: AnatomyInputs
+                 ) -> tuple[list[str], AnatomySource | None]:
+    """The cases of ``input_folder`` (every image checked) and, for anatomy-channel models whose folder holds the
+    images only, where the organ masks come from (checked too)."""
+    ending, num_channels = model.file_ending, model.num_channels
+    declared = anatomy_of(model.dataset_json, where=f"{model.folder}/dataset.json")
+    channels = None
+    if declared is not None:
+        input_case_channels(input_folder, ending)  # the folder and its names, before the channels are told apart
+        if not split_channels_present(input_folder, ending, declared, num_channels):
+            channels = declared.image_channels(num_channels)
+    cases = check_input_folder(input_folder, ending, num_channels, channels=channels,
+                               dimensions=image_dimensions(model.plans))
+    return cases, check_anatomy_source(Path(input_folder), cases, model.dataset_json, anatomy, num_channels)
+
+
+def expected_outputs(case: str, ending: str, save_probabilities: bool, levels: LevelOutputs, k: int | None,
+                     extra: Sequence[str] = ()) -> list[str]:
+    """The files a prediction writes for ``case`` (relative to the output folder), for ``--continue_prediction``."""
+    return [f"{case}{ending}", *([f"{case}.npz"] if save_probabilities else []), *levels.files(case, ending, k),
+            *extra]
 
 
 def predict_model(input_folder: str | Path, output_folder: str | Path, spec: ModelSpec, *,
                   run: RunOptions = RunOptions(), levels: LevelOutputs = LevelOutputs(),
-                  anatomy: AnatomyInputs = AnatomyInputs(), save_distance: bool = False) -> list[str]:
+                  anatomy: AnatomyInputs = AnatomyInputs(), save_distance: bool = False) -> PredictedCases:
     """Predicts every case of ``input_folder`` with one model (its folds averaged, nnU-Net's predictor).
 
     Args:
@@ -114,78 +201,83 @@ def predict_model(input_folder: str | Path, output_folder: str | Path, spec: Mod
         save_distance: distance-head models: write the distance maps in mm (``distance_maps/``).
 
     Returns:
-        The case identifiers predicted.
+        The case identifiers of the input folder (``skipped``: those already predicted, ``run.overwrite`` False).
+
+    Raises:
+        InvalidInput, MissingInput: any problem with the options, the model or the inputs, before anything is
+            written.
     """
-    predictor = load_predictor(spec, device=run.device, tile_step_size=run.tile_step_size,
-                               use_mirroring=run.use_mirroring)
-    with anatomy_input_folder(input_folder, output_folder, predictor.dataset_json, anatomy, run) as folder:
-        return _predict_folder(predictor, spec, folder, Path(output_folder), run, levels, save_distance)
+    run.check()
+    model = find_model(spec)
+    check_output_folder(output_folder, prediction_inputs(input_folder, [model], anatomy))
+    k = model_levels(model.dataset_json)
+    levels.check(k, str(spec))
+    distance = _distance_settings(model) if save_distance else None
+    cases, source = check_inputs(input_folder, model, anatomy)
+    output_folder = Path(output_folder)
+    ending = model.file_ending
+    names = distance["labels"] if distance else []
+
+    def outputs(case: str) -> list[str]:
+        maps = [f"{DISTANCE_FOLDER}/{case}_{name}{ending}" for name in names]
+        return expected_outputs(case, ending, run.save_probabilities, levels, k, maps)
+
+    todo, skipped = split_done(cases, output_folder, run.overwrite, outputs)
+    predictor = None
+    if todo:
+        predictor = load_predictor(spec, device=run.device, tile_step_size=run.tile_step_size,
+                                   use_mirroring=run.use_mirroring)
+        if distance is not None:
+            check_distance_head(predictor.network)
+    with removed_on_failure(output_folder):
+        output_folder.mkdir(parents=True, exist_ok=True)
+        if todo:
+            with anatomy_input_folder(input_folder, output_folder, source, model, run) as folder:
+                _predict_cases(predictor, model, folder, output_folder, todo, run, levels, k)
+                if distance is not None:
+                    export_distance_maps(predictor, folder, output_folder, todo, distance["file"])
+        atomic_write_json(output_folder / "radconf_model.json", {"model": str(spec)})  # identifies the member
+    return PredictedCases(cases, skipped)
+
+
+def _distance_settings(model: ModelFiles) -> dict:
+    path = model.folder / f"fold_{model.spec.folds[0]}" / "distance_head.json"
+    if not path.is_file():
+        raise InvalidInput(f"--save_distance needs a model with a distance-map head; {path} does not exist "
+                           f"({model.spec.trainer} has none, or the fold was trained before it was recorded).")
+    settings = read_model_json(path, "distance-head settings", ("signed", "scale_mm", "labels"))
+    return {"file": path, "labels": [str(name) for name in settings["labels"]]}
 
 
 @contextmanager
-def anatomy_input_folder(input_folder, output_folder, dataset_json: dict, inputs: AnatomyInputs, run: RunOptions):
+def anatomy_input_folder(input_folder, output_folder, source: AnatomySource | None, model: ModelFiles,
+                         run: RunOptions):
     """The folder to predict from: ``input_folder`` itself, or a temporary one with the organ masks added."""
-    anatomy_dir, anatomy_model = inputs.folder, inputs.model
-    anatomy = anatomy_of(dataset_json, where="the model's dataset.json")
-    if anatomy is None:
-        if anatomy_dir or anatomy_model:
-            raise InvalidInput("--anatomy/--anatomy_model only apply to models trained with anatomy channels; this "
-                             "model's dataset declares none.")
+    if source is None:
         yield Path(input_folder)
         return
-    if anatomy_dir and anatomy_model:
-        raise InvalidInput("Give either --anatomy DIR (precomputed organ masks) or --anatomy_model SPEC, not both.")
-    ending, num_channels = dataset_json["file_ending"], len(dataset_json["channel_names"])
-    if split_channels_present(input_folder, ending, anatomy, num_channels):
-        if anatomy_dir or anatomy_model:
-            raise InvalidInput(f"{input_folder} already holds the anatomy channels {anatomy.names}; drop "
-                             f"--anatomy/--anatomy_model or pass the images only.")
-        yield Path(input_folder)
-        return
-    label_ids = None
-    if anatomy_model is not None:
-        anatomy_dir = Path(output_folder) / "anatomy_predictions"
-        predict_model(input_folder, anatomy_dir, anatomy_model, run=replace(run, save_probabilities=False))
-        organ_folder = anatomy_model.model_folder(require_nnunet_paths().results)
-        organ_json = json.loads((organ_folder / "dataset.json").read_text())
-        label_ids = _label_ids(organ_json)
-    elif anatomy_dir is None:
-        raise InvalidInput(f"The model takes the organ masks {anatomy.names} as input channels, but {input_folder} "
-                         f"holds only the images. Pass --anatomy_model SPEC (the organ model to run first) or "
-                         f"--anatomy DIR (label maps CASE{ending} with the ids {dict(anatomy.source_labels)}).")
+    maps = source.folder
+    if source.model is not None:
+        maps = Path(output_folder) / "anatomy_predictions"
+        predict_model(input_folder, maps, source.model.spec, run=replace(run, save_probabilities=False))
     Path(output_folder).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".anatomy_inputs_", dir=output_folder) as assembled:
-        assemble_anatomy_inputs(input_folder, anatomy_dir, assembled, anatomy, ending, num_channels,
-                                label_ids=label_ids)
+        assemble_anatomy_inputs(input_folder, maps, assembled, source.anatomy, model.file_ending, model.num_channels,
+                                label_ids=source.label_ids)
         yield Path(assembled)
 
 
-def _label_ids(dataset_json: dict) -> dict[str, int]:
-    return {name: int(value) for name, value in dataset_json["labels"].items() if not isinstance(value, list)}
-
-
-def _predict_folder(predictor, spec: ModelSpec, input_folder: Path, output_folder: Path, run: RunOptions,
-                    levels: LevelOutputs, save_distance: bool) -> list[str]:
-    dataset_json = predictor.dataset_json
-    cases = check_input_folder(Path(input_folder), dataset_json["file_ending"], len(dataset_json["channel_names"]))
-    ordinal = RadconfEntry.of(dataset_json).ordinal
-    if levels.requested and not ordinal:
-        raise InvalidInput(f"--level and --level_probabilities need a confidence-level model; {spec.trainer} was "
-                         f"trained on labels {list(dataset_json['labels'])}.")
-    output_folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output_folder / "radconf_model.json", {"model": str(spec)})  # identifies the member
-    predictor.predict_from_files(str(input_folder), str(output_folder),
-                                 save_probabilities=run.save_probabilities or ordinal, overwrite=run.overwrite,
+def _predict_cases(predictor, model: ModelFiles, input_folder: Path, output_folder: Path, cases: Sequence[str],
+                   run: RunOptions, levels: LevelOutputs, k: int | None) -> None:
+    """nnU-Net's prediction of ``cases`` (files named explicitly: the cases to do, nothing else), then the level
+    outputs of a confidence model."""
+    ending, num_channels = model.file_ending, model.num_channels
+    files = [[str(input_folder / f"{case}_{c:04d}{ending}") for c in range(num_channels)] for case in cases]
+    predictor.predict_from_files(files, [str(output_folder / case) for case in cases],
+                                 save_probabilities=run.save_probabilities or k is not None, overwrite=True,
                                  num_processes_preprocessing=run.num_processes,
-                                 num_processes_segmentation_export=run.num_processes)
-    if ordinal:  # monotone decoding of the cumulative channels, probability maps, masks at chosen levels
-        finish_level_predictions(output_folder, ordinal_levels(dataset_json), dataset_json["file_ending"],
-                                 cumulative=predictor.label_manager.has_regions, keep_npz=run.save_probabilities,
-                                 probability_maps=levels.probabilities, mask_levels=levels.masks)
-    if save_distance:
-        settings = spec.model_folder(require_nnunet_paths().results) / f"fold_{spec.folds[0]}" / "distance_head.json"
-        if not settings.is_file():
-            raise InvalidInput(f"--save_distance needs a model with a distance-map head; {settings} does not exist "
-                             f"({spec.trainer} has none, or the fold was trained before it was recorded).")
-        export_distance_maps(predictor, input_folder, output_folder, cases, settings)
-    return cases
+                                 num_processes_segmentation_export=run.export_processes)
+    if k is not None:  # monotone decoding of the cumulative channels, probability maps, masks at chosen levels
+        finish_level_predictions(output_folder, k, ending, cumulative=predictor.label_manager.has_regions,
+                                 keep_npz=run.save_probabilities, probability_maps=levels.probabilities,
+                                 mask_levels=levels.masks, cases=cases)

@@ -19,12 +19,17 @@ from radconf.nnunet_compat.checkpoints import unwrap_network
 DISTANCE_FOLDER = "distance_maps"
 
 
+def check_distance_head(network) -> None:
+    """Raises InvalidInput unless the network has a distance-map head (checked before anything is predicted)."""
+    if not hasattr(unwrap_network(network), "output_mode"):
+        raise InvalidInput("This model has no distance-map head; --save_distance needs a trainer with one "
+                           "(e.g. DistanceMapTrainer, AnatomyGuidedMultiTaskTrainer).")
+
+
 @contextmanager
 def _distance_output(network):
+    check_distance_head(network)
     module = unwrap_network(network)
-    if not hasattr(module, "output_mode"):
-        raise InvalidInput("This model has no distance-map head; --save_distance needs a trainer with one "
-                         "(e.g. DistanceMapTrainer, AnatomyGuidedMultiTaskTrainer).")
     module.output_mode = "distance"
     try:
         yield

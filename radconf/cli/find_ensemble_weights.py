@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 
+from radconf.cli.arguments import make_parser, non_negative_int
 from radconf.cli.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = make_parser("radconf_find_ensemble_weights", __doc__)
     members = parser.add_mutually_exclusive_group(required=True)
     members.add_argument("-m", nargs="+", metavar="SPEC",
                          help="members, DATASET[:TRAINER[:PLANS[:CONFIG[:FOLDS]]]]; their fold_X/validation/*.npz "
@@ -16,11 +17,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="instead of -m: prediction folders (CASE.npz) of the same validation cases")
     parser.add_argument("--reference", default=None, metavar="DIR",
                         help="with --folders: reference label maps CASE<ending> of the validation cases")
-    parser.add_argument("-o", required=True, help="output folder (weights.json, ensemble_validation.md/.csv/.png)")
+    parser.add_argument("-o", required=True, help="output folder (weights.json, ensemble_validation.md/.csv/.png); "
+                                                  "never a member or reference folder, nor inside or around one")
     parser.add_argument("--objective", choices=["hard", "soft"], default="hard",
                         help="hard: mean IoU of the decoded ensemble (searched from the soft-IoU optimum); soft: the "
                              "soft-IoU optimum only")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the optimiser's random starts")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the optimiser's random starts")
     return parser
 
 

@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import argparse
 
+from radconf.cli.arguments import fraction, make_parser, positive_int
 from radconf.cli.errors import run_cli
 from radconf.errors import InvalidInput
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("-i", required=True, help="input folder (CASE_0000.nii.gz, ...)")
-    parser.add_argument("-o", required=True, help="output folder")
+    parser = make_parser("radconf_predict", __doc__)
+    parser.add_argument("-i", required=True, help="input folder (CASE_0000.nii.gz, ...: one 3D image per channel)")
+    parser.add_argument("-o", required=True, help="output folder (never the input folder, nor inside or around it)")
     parser.add_argument("-d", default=None, help="dataset id or name the model was trained on (one model)")
-    parser.add_argument("-c", default=None, help="configuration (default 3d_fullres)")
-    parser.add_argument("-tr", default=None, help="trainer class (default nnUNetTrainer)")
-    parser.add_argument("-p", default=None, help="plans identifier (default nnUNetPlans)")
-    parser.add_argument("-f", nargs="+", default=None, help="folds to use, averaged (default 0 1 2 3 4)")
+    parser.add_argument("-c", default=None, help="configuration (default: 3d_fullres)")
+    parser.add_argument("-tr", default=None, help="trainer class (default: nnUNetTrainer)")
+    parser.add_argument("-p", default=None, help="plans identifier (default: nnUNetPlans)")
+    parser.add_argument("-f", nargs="+", default=None, help="folds to use, averaged: integers or 'all' "
+                                                            "(default: 0 1 2 3 4)")
     parser.add_argument("-m", nargs="+", default=None, metavar="SPEC",
                         help="ensemble members instead of -d/-c/-tr/-p/-f: DATASET[:TRAINER[:PLANS[:CONFIG[:FOLDS]]]]"
                              ", e.g. 501:nnUNetTrainer:nnUNetPlans:3d_fullres:0,1,2,3,4")
@@ -25,15 +27,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_disagreement", action="store_true",
                         help="ensembles: also write the members' standard deviation of the foreground probability "
                              "(disagreement/)")
-    parser.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name")
+    parser.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name in each fold folder")
     parser.add_argument("-device", default=None, choices=["cpu", "cuda", "mps"],
                         help="default: cuda when available, else cpu")
-    parser.add_argument("-step_size", type=float, default=0.5, help="sliding-window step (fraction of the patch)")
-    parser.add_argument("-np", type=int, default=2, help="preprocessing/export worker processes")
+    parser.add_argument("-step_size", type=fraction, default=0.5,
+                        help="sliding-window step, a fraction of the patch in (0, 1]")
+    parser.add_argument("-npp", type=positive_int, default=None,
+                        help="preprocessing worker processes (default: -np)")
+    parser.add_argument("-nps", type=positive_int, default=None,
+                        help="segmentation export worker processes (default: -np)")
+    parser.add_argument("-np", type=positive_int, default=2, help="worker processes: sets both -npp and -nps")
     parser.add_argument("--save_probabilities", action="store_true", help="also write CASE.npz probabilities")
     parser.add_argument("--disable_tta", action="store_true", help="no test-time mirroring")
-    parser.add_argument("--level", type=int, nargs="+", default=[], metavar="L",
-                        help="confidence models: also write binary masks level >= L (e.g. --level 3)")
+    parser.add_argument("--level", type=positive_int, nargs="+", default=[], metavar="L",
+                        help="confidence models: also write binary masks level >= L (e.g. --level 3), L in 1..K")
     parser.add_argument("--level_probabilities", action="store_true",
                         help="confidence models: also write P(level >= c) maps for c = 1..K")
     parser.add_argument("--save_distance", action="store_true",
@@ -44,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="anatomy-channel models: organ model run first, "
                              "DATASET[:TRAINER[:PLANS[:CONFIG[:FOLDS]]]], e.g. "
                              "501:nnUNetTrainer:nnUNetPlans:3d_fullres:0,1,2,3,4")
-    parser.add_argument("--continue_prediction", action="store_true", help="skip cases already predicted")
+    parser.add_argument("--continue_prediction", action="store_true",
+                        help="keep the cases whose outputs are already there; predict the others")
     return parser
 
 
@@ -71,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         if weights is not None or args.save_disagreement:
             ensemble = EnsembleOptions(weights=None if weights is None else tuple(weights),
                                        save_disagreement=args.save_disagreement)
-        run_options = RunOptions(device=args.device, overwrite=not args.continue_prediction, num_processes=args.np,
+        run_options = RunOptions(device=args.device, overwrite=not args.continue_prediction,
+                                 num_processes=args.np if args.npp is None else args.npp,
+                                 num_processes_export=args.np if args.nps is None else args.nps,
                                  tile_step_size=args.step_size, use_mirroring=not args.disable_tta,
                                  save_probabilities=args.save_probabilities)
         anatomy = AnatomyInputs(folder=args.anatomy,
@@ -80,9 +90,18 @@ def main(argv: list[str] | None = None) -> int:
                         levels=LevelOutputs(probabilities=args.level_probabilities, masks=tuple(args.level)),
                         save_distance=args.save_distance)
         warn_if_fitted_on(cases, fitted_cases)
-        print(f"radconf: predicted {len(cases)} case(s) into {args.o}")
+        print(summary_line("predicted", cases, args.o))
 
     return run_cli(run)
+
+
+def summary_line(verb: str, cases, output: str, detail: str = "") -> str:
+    """``radconf: predicted N case(s) into OUT`` and, with ``--continue_prediction``, how many were already there."""
+    skipped = list(getattr(cases, "skipped", []))
+    line = f"radconf: {verb} {len(cases) - len(skipped)} case(s){detail} into {output}"
+    if skipped:
+        line += f"; {len(skipped)} already there were kept (--continue_prediction)"
+    return line
 
 
 def _members(args) -> tuple[list, list[float] | None, list[str]]:
@@ -96,6 +115,9 @@ def _members(args) -> tuple[list, list[float] | None, list[str]]:
     if args.m and single:
         raise InvalidInput(f"Give the models either as -m SPEC ... or with -d/-c/-tr/-p/-f, not both (got -m and "
                          f"-{', -'.join(single)}).")
+    if single and args.d is None:
+        raise InvalidInput(f"-{', -'.join(single)} describe the model of -d; add -d DATASET (or give the models as "
+                           f"-m SPEC ...).")
     weights_file = read_weights(args.weights) if args.weights else None
     if args.m:
         members = [replace(ModelSpec.parse(text), checkpoint=args.chk) for text in args.m]

@@ -30,6 +30,36 @@ class LevelOutputs:
     def requested(self) -> bool:
         return self.probabilities or bool(self.masks)
 
+    def files(self, case: str, file_ending: str, k: int | None) -> list[str]:
+        """The level outputs of ``case`` (relative to the prediction folder) a model with ``k`` levels writes."""
+        if k is None:
+            return []
+        maps = [f"{PROBABILITY_FOLDER}/{case}_ge{c}{file_ending}" for c in range(1, k + 1)] if self.probabilities else []
+        return maps + [f"{level_mask_folder(level)}/{case}{file_ending}" for level in self.masks]
+
+    def check(self, k: int | None, model: str) -> None:
+        """Refuses outputs the model cannot give, before any prediction: levels outside 1..K, or level outputs of a
+        model without confidence levels (``k`` None).
+
+        Raises:
+            InvalidInput: naming the model, its K and the levels it has.
+        """
+        if not self.requested:
+            return
+        if k is None:
+            raise InvalidInput(f"--level and --level_probabilities need a confidence-level model; {model} has no "
+                               f"confidence levels. Drop them, or predict with a model trained by radconf's "
+                               f"confidence trainers.")
+        check_mask_levels(self.masks, k, model)
+
+
+def check_mask_levels(mask_levels: Sequence[int], k: int, model: str = "this model") -> None:
+    """Raises InvalidInput unless every level is an integer in 1..K."""
+    bad = [level for level in mask_levels if isinstance(level, bool) or int(level) != level or not 1 <= level <= k]
+    if bad:
+        raise InvalidInput(f"--level must be in 1..{k} for {model} (K = {k} confidence levels), got "
+                           f"{', '.join(str(level) for level in bad)}.")
+
 
 def level_mask_folder(level: int) -> str:
     return f"level{level}_masks"
@@ -45,8 +75,8 @@ def _with_array(reference_image, array: np.ndarray):
 
 def finish_level_predictions(folder: str | Path, k: int, file_ending: str, *, cumulative: bool,
                              keep_npz: bool = False, probability_maps: bool = False,
-                             mask_levels: Sequence[int] = ()) -> list[str]:
-    """Post-processes every ``CASE.npz`` in ``folder`` (cases exported by nnU-Net in this run).
+                             mask_levels: Sequence[int] = (), cases: Sequence[str] | None = None) -> list[str]:
+    """Post-processes the ``CASE.npz`` in ``folder`` (cases exported by nnU-Net in this run).
 
     Args:
         folder: nnU-Net prediction folder holding ``CASE<ending>`` and ``CASE.npz``.
@@ -56,6 +86,7 @@ def finish_level_predictions(folder: str | Path, k: int, file_ending: str, *, cu
         keep_npz: keep nnU-Net's ``.npz``/``.pkl`` (else removed once the outputs are written).
         probability_maps: write P(level >= c) per level.
         mask_levels: write binary masks ``level >= L`` for these L.
+        cases: the cases to process (default: every ``CASE.npz`` in ``folder``).
 
     Returns:
         The cases processed.
@@ -65,10 +96,8 @@ def finish_level_predictions(folder: str | Path, k: int, file_ending: str, *, cu
     from radconf.io.files import atomic_write_image
 
     folder = Path(folder)
-    for level in mask_levels:
-        if not 1 <= int(level) <= k:
-            raise InvalidInput(f"--level must be in 1..{k} for this model, got {level}.")
-    cases = sorted(p.name[: -len(".npz")] for p in folder.glob("*.npz"))
+    check_mask_levels(mask_levels, k)
+    cases = sorted(p.name[: -len(".npz")] for p in folder.glob("*.npz")) if cases is None else list(cases)
     for case in cases:
         probabilities = np.load(folder / f"{case}.npz")["probabilities"].astype(np.float32, copy=False)
         expected = k if cumulative else k + 1

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from radconf.ensembles.folders import find_model_files
+from radconf.ensembles.folders import (
+    check_case_probabilities,
+    check_member_folders,
+    find_model_files,
+    load_probabilities,
+    read_member_json,
+)
 from radconf.ensembles.space import (
     OutputSpace,
     common_space,
@@ -24,6 +30,9 @@ from radconf.ensembles.space import (
 )
 from radconf.ensembles.weights import require_same_cases
 from radconf.errors import InvalidInput, MissingInput
+from radconf.io.cases import removed_on_failure
+from radconf.io.images import check_image_file, read_label_image
+from radconf.io.locations import check_output_location
 from radconf.models import ModelSpec
 
 
@@ -42,12 +51,13 @@ def cross_validation_member(spec: ModelSpec, results_root: Path) -> ValidationMe
     Raises:
         ValueError: fold ``all``, a fold without exports, a case validated by two folds.
     """
-    import json
-
     if "all" in spec.folds:
         raise InvalidInput(f"{spec}: fold 'all' was trained on every case, so its validation predictions are training "
                          f"predictions; fit weights on cross-validation folds (e.g. 0,1,2,3,4) or a validation split.")
     model_folder = spec.model_folder(results_root)
+    if not model_folder.is_dir():
+        raise MissingInput(f"Model folder {model_folder} of {spec} does not exist; check the spec (-m "
+                           f"DATASET:TRAINER:PLANS:CONFIGURATION:FOLDS), or train it with radconf_train.")
     files: dict[str, Path] = {}
     for fold in spec.folds:
         folder = model_folder / f"fold_{fold}" / "validation"
@@ -62,12 +72,12 @@ def cross_validation_member(spec: ModelSpec, results_root: Path) -> ValidationMe
                 raise InvalidInput(f"{spec}: case {case} is in the validation of fold {fold} and of another fold; the "
                                  f"folds must come from one split.")
             files[case] = path
-    dataset_json = json.loads((model_folder / "dataset.json").read_text())
-    return ValidationMember(str(spec), files, dataset_json)
+    return ValidationMember(str(spec), files, read_member_json(model_folder / "dataset.json"))
 
 
 def folder_member(folder: Path) -> ValidationMember:
     """A prediction folder of validation cases (``CASE.npz``) with dataset.json in or above it."""
+    check_member_folders([folder], flag="--folders")
     dataset_json, _ = find_model_files(folder)
     files = {p.name[: -len(".npz")]: p for p in sorted(folder.glob("*.npz"))}
     if not files:
@@ -76,13 +86,32 @@ def folder_member(folder: Path) -> ValidationMember:
     return ValidationMember(str(folder), files, dataset_json)
 
 
+def check_validation_files(members: Sequence[ValidationMember], kinds: Sequence[str], space: OutputSpace,
+                           cases: Sequence[str], reference_dir: Path) -> None:
+    """Every file the fit reads, before it starts: each member's ``CASE.npz`` (whole, its channels, one shape) and
+    each reference label map (present, whole, on the probabilities' grid)."""
+    ending = members[0].dataset_json["file_ending"]
+    if not Path(reference_dir).is_dir():
+        raise MissingInput(f"Reference folder {reference_dir} does not exist; give the validation cases' reference "
+                           f"label maps CASE{ending} (--reference).")
+    for case in cases:
+        shape = check_case_probabilities(case, [m.files[case] for m in members], kinds, space)
+        reference_file = Path(reference_dir) / f"{case}{ending}"
+        if not reference_file.is_file():
+            raise MissingInput(f"Reference {reference_file} of validation case {case} is missing.")
+        size = check_image_file(reference_file).size
+        if sorted(shape) != sorted(size):
+            raise InvalidInput(f"Case {case}: {members[0].files[case]} has shape {shape} but the reference "
+                               f"{reference_file} {tuple(reversed(size))}; are these the same images?")
+
+
 def collect_statistics(members: Sequence[ValidationMember], reference_dir: Path, progress: bool = True):
-    """Reads each validation case once and reduces it (``radconf.ensemble_weights.case_statistics``).
+    """Reads each validation case once and reduces it (``radconf.ensemble_weights.case_statistics``); every file is
+    checked first (:func:`check_validation_files`).
 
     Returns:
         The statistics per case, the output space and the case identifiers.
     """
-    import SimpleITK as sitk
     from tqdm import tqdm
 
     from radconf.ensembles.statistics import case_statistics
@@ -91,19 +120,17 @@ def collect_statistics(members: Sequence[ValidationMember], reference_dir: Path,
     ending = members[0].dataset_json["file_ending"]
     cases = require_same_cases({m.name: set(m.files) for m in members},
                                "Members must be validated on the same cases (same splits_final.json).")
+    check_validation_files(members, kinds, space, cases, Path(reference_dir))
     statistics = []
     for case in tqdm(cases, desc="Validation cases", unit="case", disable=not progress):
         reference_file = Path(reference_dir) / f"{case}{ending}"
-        if not reference_file.is_file():
-            raise MissingInput(f"Reference {reference_file} of validation case {case} is missing.")
-        reference = sitk.GetArrayFromImage(sitk.ReadImage(str(reference_file)))
+        reference, _ = read_label_image(reference_file)
         probabilities = []
         for member, kind in zip(members, kinds):
-            with np.load(member.files[case]) as npz:
-                p = to_space(npz["probabilities"], kind, space)
+            p = to_space(load_probabilities(member.files[case]), kind, space)
             if p.shape[1:] != reference.shape:
                 raise InvalidInput(f"Case {case}: {member.files[case]} has shape {p.shape[1:]} but the reference "
-                                 f"{reference_file} {reference.shape}; are these the same images?")
+                                   f"{reference_file} {reference.shape}; are these the same images?")
             probabilities.append(p)
         statistics.append(case_statistics(probabilities, reference_targets(reference, space), space.decoding, case))
         del probabilities
@@ -143,31 +170,28 @@ def find_ensemble_weights(output_dir: str | Path, *, members: Sequence[ModelSpec
         The content of ``weights.json``.
     """
     from radconf.ensembles.optimiser import find_weights
-    from radconf.ensembles.weights import folder_model
     from radconf.io.files import atomic_write_json
 
     if bool(members) == bool(folders):
         raise InvalidInput("Give the members either as model specs (-m) or as validation prediction folders "
-                         "(--folders with --reference), not both or neither.")
-    if members:
-        from radconf.paths import require_nnunet_paths
-        from radconf.raw.checks import find_dataset_name
-
-        paths = require_nnunet_paths()
-        validation = [cross_validation_member(spec, paths.results) for spec in members]
-        reference_dir = paths.preprocessed / find_dataset_name(members[0].dataset, paths.preprocessed) / \
-            "gt_segmentations"
-    else:
-        if reference_dir is None:
-            raise InvalidInput("--folders needs --reference DIR (the validation cases' reference label maps).")
-        validation = [folder_member(Path(f)) for f in folders]
-        for member in validation:  # name a folder by its model where it can be told, so the weights can be matched
-            member.name = folder_model(member.name) or member.name
+                           "(--folders with --reference), not both or neither.")
+    if objective not in ("hard", "soft"):
+        raise InvalidInput(f"--objective {objective!r} must be 'hard' or 'soft'.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InvalidInput(f"--seed {seed!r} must be a whole number, 0 or more.")
+    validation, reference_dir, inputs = _validation_members(members, folders, reference_dir)
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InvalidInput(f"-o {output_dir} is a file; give a folder for weights.json and the tables.")
+    check_output_location(output_dir, inputs)
+    names = [m.name for m in validation]
     if len(validation) < 2:
         raise InvalidInput("An ensemble needs at least two members.")
-    statistics, space, cases = collect_statistics(validation, Path(reference_dir), progress=progress)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InvalidInput(f"Member {repeated[0]} is given twice; give each member once.")
+    statistics, space, cases = collect_statistics(validation, reference_dir, progress=progress)
     search = find_weights(statistics, objective=objective, seed=seed, progress=progress)
-    names = [m.name for m in validation]
     rows = {name: (np.eye(len(names))[i], ensemble_scores(np.eye(len(names))[i], statistics, space))
             for i, name in enumerate(names)}
     centre = np.full(len(names), 1.0 / len(names))
@@ -181,11 +205,39 @@ def find_ensemble_weights(output_dir: str | Path, *, members: Sequence[ModelSpec
                        for name, (weights, scores) in rows.items()},
         "hard_evaluations": search.evaluations,
     }
-    output_dir = Path(output_dir)
-    atomic_write_json(output_dir / "weights.json", result)
-    _write_table(output_dir / "ensemble_validation", rows, space, len(cases))
-    _plot(output_dir / "ensemble_validation.png", rows, len(cases))
+    with removed_on_failure(output_dir):
+        _write_table(output_dir / "ensemble_validation", rows, space, len(cases))
+        _plot(output_dir / "ensemble_validation.png", rows, len(cases))
+        atomic_write_json(output_dir / "weights.json", result)  # last: its presence means the fit is complete
     return result
+
+
+def _validation_members(members: Sequence[ModelSpec], folders: Sequence[str | Path], reference_dir
+                        ) -> tuple[list[ValidationMember], Path, list[tuple[str, Path]]]:
+    """The members' validation probabilities, the reference folder and every folder read (for the output check)."""
+    from radconf.ensembles.weights import folder_model
+
+    if members:
+        if reference_dir is not None:
+            raise InvalidInput("--reference is for --folders; with -m the references are the dataset's "
+                               "gt_segmentations in nnUNet_preprocessed. Drop --reference, or give --folders.")
+        from radconf.paths import require_nnunet_paths
+        from radconf.raw.checks import find_dataset_name
+
+        paths = require_nnunet_paths()
+        validation = [cross_validation_member(spec, paths.results) for spec in members]
+        reference_dir = paths.preprocessed / find_dataset_name(members[0].dataset, paths.preprocessed) / \
+            "gt_segmentations"
+        inputs = [(f"the validation folder of {m.name}", folder) for m in validation
+                  for folder in sorted({path.parent for path in m.files.values()})]
+    else:
+        if reference_dir is None:
+            raise InvalidInput("--folders needs --reference DIR (the validation cases' reference label maps).")
+        validation = [folder_member(Path(f)) for f in folders]
+        inputs = [(f"the member folder --folders {m.name}", Path(m.name)) for m in validation]
+        for member in validation:  # name a folder by its model where it can be told, so the weights can be matched
+            member.name = folder_model(member.name) or member.name
+    return validation, Path(reference_dir), [*inputs, ("the reference folder --reference", Path(reference_dir))]
 
 
 def _write_table(stem: Path, rows: dict, space: OutputSpace, num_cases: int) -> None:

@@ -31,14 +31,20 @@ def write_case(output_folder: Path, case: str, ending: str, accumulator: Weighte
         atomic_write_image(output_folder / DISAGREEMENT_FOLDER / f"{case}{ending}", image)
 
 
+def space_levels(space: OutputSpace) -> int | None:
+    """K of a confidence ensemble, None for any other output space."""
+    return space.num_channels if space.kind == "cumulative" else None
+
+
 def finish_outputs(output_folder: Path, space: OutputSpace, ending: str, save_probabilities: bool,
-            level_probabilities: bool, level_masks: Sequence[int]) -> None:
+                   level_probabilities: bool, level_masks: Sequence[int], cases: Sequence[str] | None = None) -> None:
+    """The level outputs of a confidence ensemble for ``cases`` (default: every ``CASE.npz`` of the folder)."""
     if space.kind == "cumulative":
         from radconf.confidence.outputs import finish_level_predictions
 
         finish_level_predictions(output_folder, space.num_channels, ending, cumulative=True,
                                  keep_npz=save_probabilities, probability_maps=level_probabilities,
-                                 mask_levels=level_masks)
+                                 mask_levels=level_masks, cases=cases)
     elif level_probabilities or level_masks:
         raise InvalidInput("--level and --level_probabilities need confidence-level members.")
 
@@ -46,7 +52,7 @@ def finish_outputs(output_folder: Path, space: OutputSpace, ending: str, save_pr
 def write_ensemble_record(output_folder: Path, space: OutputSpace, dataset_json: dict, plans: dict,
                            members: Sequence[str], weights: np.ndarray) -> None:
     """``ensemble.json`` (members, weights), and dataset.json/plans.json describing the ensemble's outputs, so that
-    the folder can itself be an input of ``radconf_ensemble``."""
+    the folder can itself be an input of ``radconf_ensemble``. Written once every case is done."""
     output_folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output_folder / "ensemble.json", {
         "members": list(members), "weights": [float(w) for w in weights], "output_space": space.kind,

@@ -17,7 +17,13 @@ from pathlib import Path
 
 from radconf.anatomy.inputs import AnatomyInputs
 from radconf.confidence.outputs import LevelOutputs
-from radconf.ensembles.outputs import finish_outputs, write_case, write_ensemble_record
+from radconf.ensembles.outputs import (
+    DISAGREEMENT_FOLDER,
+    finish_outputs,
+    space_levels,
+    write_case,
+    write_ensemble_record,
+)
 from radconf.ensembles.space import (
     OutputSpace,
     WeightedAccumulator,
@@ -26,9 +32,17 @@ from radconf.ensembles.space import (
 )
 from radconf.ensembles.weights import check_weights
 from radconf.errors import InvalidInput
-from radconf.inference import RunOptions, anatomy_input_folder, load_predictor
-from radconf.io.cases import check_input_folder
-from radconf.models import ModelSpec
+from radconf.inference import (
+    RunOptions,
+    anatomy_input_folder,
+    check_inputs,
+    check_output_folder,
+    expected_outputs,
+    load_predictor,
+    prediction_inputs,
+)
+from radconf.io.cases import PredictedCases, removed_on_failure, split_done
+from radconf.models import ModelFiles, ModelSpec, find_model
 from radconf.nnunet_compat.export import probabilities_on_image_grid
 
 
@@ -48,7 +62,7 @@ class EnsembleOptions:
 
 def predict_ensemble(input_folder: str | Path, output_folder: str | Path, members: Sequence[ModelSpec], *,
                      ensemble: EnsembleOptions = EnsembleOptions(), run: RunOptions = RunOptions(),
-                     levels: LevelOutputs = LevelOutputs(), anatomy: AnatomyInputs = AnatomyInputs()) -> list[str]:
+                     levels: LevelOutputs = LevelOutputs(), anatomy: AnatomyInputs = AnatomyInputs()) -> PredictedCases:
     """Predicts every case of ``input_folder`` with the weighted ensemble of ``members``.
 
     Args:
@@ -62,53 +76,67 @@ def predict_ensemble(input_folder: str | Path, output_folder: str | Path, member
         anatomy: anatomy-channel members: where their organ masks come from.
 
     Returns:
-        The case identifiers of the input folder.
+        The case identifiers of the input folder (``skipped``: those already predicted, ``run.overwrite`` False).
 
     Raises:
-        ValueError: members disagree on structures, inputs or image grid; bad weights.
+        ValueError: members disagree on structures, inputs or image grid; bad weights; every check runs before
+            anything is written.
     """
     from tqdm import tqdm
 
+    run.check()
     weights = check_weights(ensemble.weights, len(members))
     if len(members) == 1 and ensemble.save_disagreement:
         raise InvalidInput("A disagreement map needs at least two ensemble members.")
-    active = [(spec, float(w)) for spec, w in zip(members, weights) if w > 0]
-    predictors = [load_predictor(spec, device=run.device, tile_step_size=run.tile_step_size,
-                                 use_mirroring=run.use_mirroring) for spec, _ in active]
-    space, kinds = _check_members([str(spec) for spec, _ in active], predictors)
+    active = [(find_model(spec), float(w)) for spec, w in zip(members, weights) if w > 0]
+    models = [model for model, _ in active]
+    check_output_folder(output_folder, prediction_inputs(input_folder, models, anatomy))
+    space, kinds = _check_members(models)
+    k = space_levels(space)
+    levels.check(k, "this ensemble")
+    cases, source = check_inputs(input_folder, models[0], anatomy)
     output_folder = Path(output_folder)
-    first_json = predictors[0].dataset_json
-    ending, num_channels = first_json["file_ending"], len(first_json["channel_names"])
-    with anatomy_input_folder(input_folder, output_folder, first_json, anatomy, run) as folder:
-        cases = check_input_folder(Path(folder), ending, num_channels)
-        write_ensemble_record(output_folder, space, first_json, predictors[0].plans_manager.plans,
+    ending, num_channels = models[0].file_ending, models[0].num_channels
+
+    def outputs(case: str) -> list[str]:
+        maps = [f"{DISAGREEMENT_FOLDER}/{case}{ending}"] if ensemble.save_disagreement else []
+        return expected_outputs(case, ending, run.save_probabilities, levels, k, maps)
+
+    todo, skipped = split_done(cases, output_folder, run.overwrite, outputs)
+    predictors = [load_predictor(model.spec, device=run.device, tile_step_size=run.tile_step_size,
+                                 use_mirroring=run.use_mirroring) for model in models] if todo else []
+    with removed_on_failure(output_folder):
+        output_folder.mkdir(parents=True, exist_ok=True)
+        if todo:
+            with anatomy_input_folder(input_folder, output_folder, source, models[0], run) as folder:
+                writer = predictors[0].plans_manager.image_reader_writer_class()
+                for case in tqdm(todo, desc="Ensemble", unit="case"):
+                    files = [str(Path(folder) / f"{case}_{c:04d}{ending}") for c in range(num_channels)]
+                    accumulator = WeightedAccumulator(space, track_disagreement=ensemble.save_disagreement)
+                    properties = _accumulate_members(files, active, predictors, kinds, space, accumulator)
+                    write_case(output_folder, case, ending, accumulator, space,
+                               run.save_probabilities or space.kind == "cumulative",
+                               lambda seg, tmp: writer.write_seg(seg, tmp, properties))
+            finish_outputs(output_folder, space, ending, run.save_probabilities, levels.probabilities, levels.masks,
+                           cases=todo)
+        write_ensemble_record(output_folder, space, models[0].dataset_json, models[0].plans,
                               [str(s) for s in members], weights)
-        for case in tqdm(cases, desc="Ensemble", unit="case"):
-            if not run.overwrite and (output_folder / f"{case}{ending}").is_file():
-                continue
-            files = [str(Path(folder) / f"{case}_{c:04d}{ending}") for c in range(num_channels)]
-            accumulator = WeightedAccumulator(space, track_disagreement=ensemble.save_disagreement)
-            properties = _accumulate_members(files, active, predictors, kinds, space, accumulator)
-            writer = predictors[0].plans_manager.image_reader_writer_class()
-            write_case(output_folder, case, ending, accumulator, space,
-                       run.save_probabilities or space.kind == "cumulative",
-                       lambda seg, tmp: writer.write_seg(seg, tmp, properties))
-    finish_outputs(output_folder, space, ending, run.save_probabilities, levels.probabilities, levels.masks)
-    return cases
+    return PredictedCases(cases, skipped)
 
 
-def _check_members(names: Sequence[str], predictors: Sequence) -> tuple[OutputSpace, list[str]]:
+def _check_members(models: Sequence[ModelFiles]) -> tuple[OutputSpace, list[str]]:
     """The ensemble's output space and each member's kind; members must take the same input channels."""
-    space, kinds = common_space([p.dataset_json for p in predictors], names)
-    first_json = predictors[0].dataset_json
-    for name, predictor in zip(names, predictors):
-        if predictor.dataset_json["channel_names"] != first_json["channel_names"]:
+    names = [str(model.spec) for model in models]
+    space, kinds = common_space([model.dataset_json for model in models], names)
+    first_json = models[0].dataset_json
+    for name, model in zip(names, models):
+        if model.dataset_json["channel_names"] != first_json["channel_names"]:
             raise InvalidInput(f"Ensemble members must take the same input channels: {names[0]} takes "
-                             f"{first_json['channel_names']}, {name} takes {predictor.dataset_json['channel_names']}.")
+                               f"{first_json['channel_names']}, {name} takes {model.dataset_json['channel_names']}.")
     return space, kinds
 
 
-def _accumulate_members(files: list[str], active: Sequence[tuple[ModelSpec, float]], predictors: Sequence,
+def _accumulate_members(files: list[str], active: Sequence[tuple[ModelFiles, float]], predictors: Sequence,
                         kinds: Sequence[str], space: OutputSpace, accumulator: WeightedAccumulator) -> dict:
     """Adds every member's probabilities of one case to ``accumulator``; returns nnU-Net's image properties.
 
@@ -117,8 +145,8 @@ def _accumulate_members(files: list[str], active: Sequence[tuple[ModelSpec, floa
     import torch
 
     preprocessed: dict[tuple, tuple] = {}
-    for (spec, weight), predictor, kind in zip(active, predictors, kinds):
-        key = (spec.dataset, spec.plans, spec.configuration)
+    for (model, weight), predictor, kind in zip(active, predictors, kinds):
+        key = (model.spec.dataset, model.spec.plans, model.spec.configuration)
         if key not in preprocessed:
             preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
             data, _, properties = preprocessor.run_case(files, None, predictor.plans_manager,

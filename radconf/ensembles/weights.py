@@ -24,30 +24,62 @@ def read_weights(path: str | Path) -> dict:
     """A ``weights.json`` written by ``radconf_find_ensemble_weights`` (members, weights, validation cases).
 
     Raises:
-        ValueError: the file is not such a file, or its weights are not on the simplex.
+        MissingInput: the file does not exist.
+        InvalidInput: the file is not such a file (not JSON, no members or weights, members that are not model
+            specs), or its weights are not finite, non-negative numbers summing to 1.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InvalidInput(f"--weights {path} is a folder; give the weights.json that radconf_find_ensemble_weights "
+                           f"wrote into it ({path / 'weights.json'}).")
     if not path.is_file():
         raise MissingInput(f"Weights file {path} does not exist; create it with radconf_find_ensemble_weights.")
-    data = json.loads(path.read_text())
-    if not isinstance(data, dict) or "weights" not in data or "members" not in data:
-        raise InvalidInput(f"{path} is not a radconf weights file (needs 'members' and 'weights').")
-    weights = np.asarray(data["weights"], dtype=np.float64)
-    if len(weights) != len(data["members"]) or (weights < 0).any() or not np.isclose(weights.sum(), 1.0, atol=1e-6):
-        raise InvalidInput(f"{path}: weights {weights.tolist()} must be one non-negative number per member summing to "
-                         f"1.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"{path} is not valid JSON ({error}); write it again with "
+                           f"radconf_find_ensemble_weights.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("weights"), list) \
+            or not isinstance(data.get("members"), list) or not all(isinstance(m, str) for m in data["members"]):
+        raise InvalidInput(f"{path} is not a radconf weights file (needs 'members', a list of model specs, and "
+                           f"'weights', one number per member); write it with radconf_find_ensemble_weights.")
+    for member in data["members"]:
+        model_key(member, where=str(path))
+    if not isinstance(data.get("validation_cases", []), list):
+        raise InvalidInput(f"{path}: 'validation_cases' must be a list of case identifiers.")
+    weights = check_weights(data["weights"], len(data["members"]), where=str(path))
+    if not np.isclose(np.sum(np.asarray(data["weights"], dtype=np.float64)), 1.0, atol=1e-6):
+        raise InvalidInput(f"{path}: weights {weights.tolist()} must sum to 1 (one non-negative number per member); "
+                           f"write the file again with radconf_find_ensemble_weights.")
     return data
 
 
-def check_weights(weights: Sequence[float] | None, count: int) -> np.ndarray:
-    """``weights`` as a float array normalised to sum 1 (None: equal weights)."""
+def check_weights(weights: Sequence[float] | None, count: int, where: str = "--weights") -> np.ndarray:
+    """``weights`` as a float array normalised to sum 1 (None: equal weights).
+
+    Raises:
+        InvalidInput: not one number per member, NaN or infinite, negative, or all zero, naming ``where``.
+    """
     if weights is None:
         return np.full(count, 1.0 / count)
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (count,) or (weights < 0).any() or weights.sum() <= 0:
-        raise InvalidInput(f"Give one non-negative weight per member ({count}) with a positive sum; got "
-                         f"{weights.tolist()}.")
-    return weights / weights.sum()
+    values = list(weights)
+    if any(isinstance(w, (bool, str)) or w is None for w in values):
+        raise InvalidInput(f"{where}: weights {values} must be numbers, one per member.")
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{where}: weights {values} must be numbers, one per member.") from None
+    if array.shape != (count,):
+        raise InvalidInput(f"{where}: {array.size} weight(s) for {count} member(s); give one per member.")
+    if not np.isfinite(array).all():
+        raise InvalidInput(f"{where}: weights {array.tolist()} include NaN or infinite values; give finite numbers.")
+    if (array < 0).any():
+        raise InvalidInput(f"{where}: weights {array.tolist()} include negative values; give one non-negative weight "
+                           f"per member.")
+    if array.sum() <= 0:
+        raise InvalidInput(f"{where}: all weights are 0; give at least one member a positive weight (a positive "
+                           f"sum).")
+    return array / array.sum()
 
 
 def require_same_cases(cases_by_member: Mapping[str, set[str]], fix: str) -> list[str]:
@@ -62,13 +94,18 @@ def require_same_cases(cases_by_member: Mapping[str, set[str]], fix: str) -> lis
     return sorted(union)
 
 
-def model_key(spec_text: str) -> tuple[int, str, str, str]:
+def model_key(spec_text: str, where: str | None = None) -> tuple[int, str, str, str]:
     """(dataset id, trainer, plans, configuration) of a model spec: what identifies a member (folds may differ
     between fitting on cross-validation and predicting)."""
     from radconf.models import ModelSpec
     from radconf.raw.checks import dataset_id_of
 
-    spec = ModelSpec.parse(spec_text)
+    try:
+        spec = ModelSpec.parse(spec_text)
+    except InvalidInput as error:
+        if where is None:
+            raise
+        raise InvalidInput(f"{where}: member {error}") from None
     return dataset_id_of(spec.dataset), spec.trainer, spec.plans, spec.configuration
 
 
@@ -78,7 +115,13 @@ def folder_model(folder: str | Path) -> str | None:
     folder = Path(folder).resolve()
     record = folder / "radconf_model.json"
     if record.is_file():
-        return json.loads(record.read_text())["model"]
+        try:
+            model = json.loads(record.read_text(encoding="utf-8"))["model"]
+            model_key(model)
+        except (ValueError, KeyError, TypeError):
+            raise InvalidInput(f"{record} is not a radconf model record (JSON with 'model': a model spec); remove it "
+                               f"or predict the folder again with radconf_predict.") from None
+        return model
     parts = folder.parts
     if len(parts) >= 4 and parts[-1] == "validation" and parts[-2].startswith("fold_"):
         pieces = parts[-3].split("__")
