@@ -7,7 +7,7 @@ nnU-Net's own lookup. A model is described by a ``ModelSpec``; ensembling severa
 Every check runs before any work: the options, the model's files (folds, checkpoint), the output location (never
 into, onto or around an input), every input image (whole, finite, 3D, the model's channels) and the level outputs
 against the model's levels. A failed prediction leaves the output folder as it was found
-(:func:`radconf.io.cases.removed_on_failure`); ``radconf_model.json`` is written last.
+(:func:`radconf.io.files.removed_on_failure`); ``radconf_model.json`` is written last.
 """
 from __future__ import annotations
 
@@ -40,10 +40,9 @@ from radconf.io.cases import (
     PredictedCases,
     check_input_folder,
     input_case_channels,
-    removed_on_failure,
     split_done,
 )
-from radconf.io.files import atomic_write_json
+from radconf.io.files import atomic_write_json, removed_on_failure
 from radconf.io.locations import check_output_location
 from radconf.models import ModelFiles, ModelSpec, find_model, read_model_json
 from radconf.nnunet_compat.checkpoints import safe_load_checkpoint

@@ -30,7 +30,7 @@ from radconf.ensembles.space import (
 )
 from radconf.ensembles.weights import require_same_cases
 from radconf.errors import InvalidInput, MissingInput
-from radconf.io.cases import removed_on_failure
+from radconf.io.files import removed_on_failure
 from radconf.io.images import check_image_file, read_label_image
 from radconf.io.locations import check_output_location
 from radconf.models import ModelSpec

@@ -33,7 +33,8 @@ from radconf.ensembles.space import (
 )
 from radconf.ensembles.weights import check_weights, require_same_cases
 from radconf.errors import InvalidInput, MissingInput
-from radconf.io.cases import PredictedCases, removed_on_failure, split_done
+from radconf.io.cases import PredictedCases, split_done
+from radconf.io.files import removed_on_failure
 from radconf.io.images import check_image_file, geometry_difference
 from radconf.io.locations import check_output_location
 

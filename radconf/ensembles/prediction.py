@@ -41,7 +41,8 @@ from radconf.inference import (
     load_predictor,
     prediction_inputs,
 )
-from radconf.io.cases import PredictedCases, removed_on_failure, split_done
+from radconf.io.cases import PredictedCases, split_done
+from radconf.io.files import removed_on_failure
 from radconf.models import ModelFiles, ModelSpec, find_model
 from radconf.nnunet_compat.export import probabilities_on_image_grid
 

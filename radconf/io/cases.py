@@ -2,15 +2,12 @@
 
 ``CASE`` is everything before the last ``_XXXX`` (four digits = the channel); label maps, predictions and
 probability files are ``CASE<ending>``. Also: the checks of a prediction input folder (names, channels, every image
-whole, 3D and on one grid per case) and :func:`removed_on_failure`, which leaves an output folder as it was found
-when a command fails.
+whole, 3D and on one grid per case).
 """
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from radconf.errors import InvalidInput, MissingInput
@@ -198,48 +195,3 @@ class PredictedCases(list):
         """The cases written by this run."""
         skipped = set(self.skipped)
         return [case for case in self if case not in skipped]
-
-
-@contextmanager
-def removed_on_failure(folder: str | os.PathLike) -> Iterator[Path]:
-    """Leaves an output folder as it was found when the block fails (an error or an interruption).
-
-    What the block created is deleted: the folder itself (and the parents it needed) when it did not exist, else
-    the files and folders that are new in it. Files that were there before are kept.
-    """
-    folder = Path(folder)
-    top = folder
-    while not top.parent.exists() and top.parent != top:
-        top = top.parent
-    existed = os.path.lexists(folder)
-    before = _entries(folder) if existed else set()
-    try:
-        yield folder
-    except BaseException:
-        if not existed:
-            shutil.rmtree(top, ignore_errors=True)
-        else:
-            _remove_new(folder, before, Path())
-        raise
-
-
-def _entries(folder: Path) -> set[Path]:
-    found = set()
-    for root, dirs, files in os.walk(folder):
-        relative = Path(root).relative_to(folder)
-        found.update(relative / name for name in dirs + files)
-    return found
-
-
-def _remove_new(folder: Path, before: set[Path], relative: Path) -> None:
-    if not (folder / relative).is_dir():
-        return
-    for entry in os.scandir(folder / relative):
-        name = relative / entry.name
-        if name in before:
-            if entry.is_dir(follow_symlinks=False):
-                _remove_new(folder, before, name)
-        elif entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            os.unlink(entry.path)

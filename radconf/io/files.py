@@ -1,4 +1,5 @@
-"""Atomic file writing and staged folders: a reader never sees a half-written file or dataset."""
+"""Atomic file writing, staged folders and outputs removed on failure: a reader never sees a half-written file or
+dataset, and a failed command leaves its output folder as it found it."""
 from __future__ import annotations
 
 import json
@@ -106,3 +107,48 @@ def staged_folder(folder: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     publish_staged_folder(staging, folder)
+
+
+@contextmanager
+def removed_on_failure(folder: str | os.PathLike) -> Iterator[Path]:
+    """Leaves an output folder as it was found when the block fails (an error or an interruption).
+
+    What the block created is deleted: the folder itself (and the parents it needed) when it did not exist, else
+    the files and folders that are new in it. Files that were there before are kept.
+    """
+    folder = Path(folder)
+    top = folder
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    existed = os.path.lexists(folder)
+    before = _entries(folder) if existed else set()
+    try:
+        yield folder
+    except BaseException:
+        if not existed:
+            shutil.rmtree(top, ignore_errors=True)
+        else:
+            _remove_new(folder, before, Path())
+        raise
+
+
+def _entries(folder: Path) -> set[Path]:
+    found = set()
+    for root, dirs, files in os.walk(folder):
+        relative = Path(root).relative_to(folder)
+        found.update(relative / name for name in dirs + files)
+    return found
+
+
+def _remove_new(folder: Path, before: set[Path], relative: Path) -> None:
+    if not (folder / relative).is_dir():
+        return
+    for entry in os.scandir(folder / relative):
+        name = relative / entry.name
+        if name in before:
+            if entry.is_dir(follow_symlinks=False):
+                _remove_new(folder, before, name)
+        elif entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            os.unlink(entry.path)

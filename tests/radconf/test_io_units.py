@@ -26,14 +26,21 @@ def test_split_image_name(name, expected):
 
 
 def test_case_channels_and_input_folder(tmp_path):
-    for name in ("b_0001.nii.gz", "b_0000.nii.gz", "a_0000.nii.gz", ".hidden_0000.nii.gz", "notes.txt"):
-        (tmp_path / name).write_bytes(b"")
+    import numpy as np
+    import SimpleITK as sitk
+
+    def image(name: str) -> None:
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 4, 4), np.int16)), str(tmp_path / name))
+
+    for name in ("b_0001.nii.gz", "b_0000.nii.gz", "a_0000.nii.gz", ".hidden_0000.nii.gz"):
+        image(name)
+    (tmp_path / "notes.txt").write_text("not an image")
     assert case_channels(tmp_path, ".nii.gz") == {"a": [0], "b": [0, 1]}
     with pytest.raises(ValueError, match="case a in .* has channels \\[0\\]"):
         check_input_folder(tmp_path, ".nii.gz", 2)
-    (tmp_path / "a_0001.nii.gz").write_bytes(b"")
+    image("a_0001.nii.gz")
     assert check_input_folder(tmp_path, ".nii.gz", 2) == ["a", "b"]
-    (tmp_path / "stray.nii.gz").write_bytes(b"")
+    image("stray.nii.gz")
     with pytest.raises(ValueError, match="stray.nii.gz: .*CASE_XXXX"):
         case_channels(tmp_path, ".nii.gz")
     assert case_channels(tmp_path, ".nii.gz", strict=False) == {"a": [0, 1], "b": [0, 1]}
