@@ -26,7 +26,7 @@ def make_device(name: str | None):
     """The ``torch.device`` for ``-device NAME`` (None = cuda when available, else cpu); changes no settings.
 
     Raises:
-        ValueError: an unknown device, or cuda without a CUDA GPU.
+        InvalidInput: an unknown device, cuda without a CUDA GPU, or mps without Apple's GPU backend.
     """
     import torch
 
@@ -35,7 +35,9 @@ def make_device(name: str | None):
         raise InvalidInput(f"-device must be cpu, cuda or mps, got {name!r}.")
     if name == "cuda" and not torch.cuda.is_available():
         raise InvalidInput("-device cuda was requested but torch sees no CUDA GPU; use -device cpu, or install a CUDA "
-                         "build of torch.")
+                           "build of torch.")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise InvalidInput("-device mps was requested but torch sees no Apple GPU (mps); use -device cpu.")
     return torch.device(name)
 
 

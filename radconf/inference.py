@@ -15,7 +15,7 @@ import math
 import numbers
 import tempfile
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from radconf.io.files import atomic_write_json, removed_on_failure
 from radconf.io.locations import check_output_location
 from radconf.models import ModelFiles, ModelSpec, find_model, read_model_json
 from radconf.nnunet_compat.checkpoints import safe_load_checkpoint
+from radconf.nnunet_compat.workers import workers_as_threads
 from radconf.paths import require_nnunet_paths
 from radconf.raw.entry import RadconfEntry
 from radconf.registry import find_class
@@ -99,7 +100,8 @@ class RunOptions:
         tile_step_size: sliding-window step as a fraction of the patch, in (0, 1].
         use_mirroring: test-time mirroring.
         save_probabilities: also write ``CASE.npz``/``CASE.pkl`` as nnU-Net does.
-        num_processes_export: nnU-Net's segmentation export workers; None = ``num_processes``.
+        num_processes_export: nnU-Net's segmentation export workers; None = ``num_processes``. With one worker of
+            each kind, they run as threads of this process (:mod:`radconf.nnunet_compat.workers`).
     """
 
     device: str | None = None
@@ -272,10 +274,12 @@ def _predict_cases(predictor, model: ModelFiles, input_folder: Path, output_fold
     outputs of a confidence model."""
     ending, num_channels = model.file_ending, model.num_channels
     files = [[str(input_folder / f"{case}_{c:04d}{ending}") for c in range(num_channels)] for case in cases]
-    predictor.predict_from_files(files, [str(output_folder / case) for case in cases],
-                                 save_probabilities=run.save_probabilities or k is not None, overwrite=True,
-                                 num_processes_preprocessing=run.num_processes,
-                                 num_processes_segmentation_export=run.export_processes)
+    one_worker = run.num_processes == 1 and run.export_processes == 1
+    with workers_as_threads(planning=False, inference=True) if one_worker else nullcontext():
+        predictor.predict_from_files(files, [str(output_folder / case) for case in cases],
+                                     save_probabilities=run.save_probabilities or k is not None, overwrite=True,
+                                     num_processes_preprocessing=run.num_processes,
+                                     num_processes_segmentation_export=run.export_processes)
     if k is not None:  # monotone decoding of the cumulative channels, probability maps, masks at chosen levels
         finish_level_predictions(output_folder, k, ending, cumulative=predictor.label_manager.has_regions,
                                  keep_npz=run.save_probabilities, probability_maps=levels.probabilities,

@@ -12,9 +12,11 @@ import math
 import re
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 from radconf.errors import InvalidInput
+from radconf.nnunet_compat.workers import workers_as_threads
 from radconf.paths import require_nnunet_paths
 from radconf.raw.checks import check_raw_dataset, dataset_id_of, find_dataset_name
 from radconf.registry import find_class
@@ -81,7 +83,8 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
         configurations: configurations to preprocess, from ``KNOWN_CONFIGURATIONS``. None: ``DEFAULT_CONFIGURATIONS``,
             those the plans lack skipped quietly (as nnU-Net does); named ones the plans lack are skipped with a
             warning, and refused when none is left.
-        num_processes: worker processes for fingerprinting and preprocessing (at least 1).
+        num_processes: worker processes for fingerprinting and preprocessing (at least 1). With 1, nnU-Net's worker
+            runs as a thread of this process (:mod:`radconf.nnunet_compat.workers`): no interpreter to start.
         gpu_memory_target_gb: overrides the planner's memory target (GB, positive).
         plans_name: overrides the plans identifier.
         verbose: nnU-Net's verbose output.
@@ -115,8 +118,10 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
         preprocess_dataset,
     )
 
-    extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=False, clean=True,
-                                verbose=verbose)
+    one_worker = workers_as_threads(planning=True, inference=False) if num_processes == 1 else nullcontext()
+    with one_worker:
+        extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=False,
+                                    clean=True, verbose=verbose)
     _, plans_identifier = plan_experiment_dataset(dataset_id, planner_class, gpu_memory_target_gb,
                                                   overwrite_plans_name=plans_name)
     plans_file = paths.preprocessed / name / f"{plans_identifier}.json"
@@ -131,6 +136,7 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
                       f"{', '.join(available)}; nnU-Net plans 3d_lowres and 3d_cascade_fullres for large images "
                       f"only), so not preprocessed.", stacklevel=2)
     if preprocess:
-        preprocess_dataset(dataset_id, plans_identifier, tuple(present), [num_processes] * len(present),
-                           verbose=verbose)
+        with workers_as_threads(planning=True, inference=False) if num_processes == 1 else nullcontext():
+            preprocess_dataset(dataset_id, plans_identifier, tuple(present), [num_processes] * len(present),
+                               verbose=verbose)
     return plans_identifier, plans_file

@@ -2,7 +2,8 @@
 
 radconf does not patch nnU-Net's lookup. It scans its own packages (``radconf.trainers``, ``radconf.planners``),
 and falls back to nnU-Net's recursive search inside the installed ``nnunetv2`` package. An unknown name fails with
-the list of available names (read from the source files, so listing never imports every nnU-Net module).
+up to five close matches and the way to list all names (read from the source files, so listing never imports every
+nnU-Net module): ``radconf_train --list_trainers``, or ``available_names(kind)``.
 """
 from __future__ import annotations
 
@@ -64,7 +65,35 @@ def nnunet_class_names(kind: str) -> tuple[str, ...]:
 
 
 def available_names(kind: str) -> list[str]:
+    """Every trainer/planner name radconf resolves: radconf's and nnU-Net's, sorted."""
     return sorted(set(radconf_classes(kind)) | set(nnunet_class_names(kind)))
+
+
+def name_listing(kind: str) -> str:
+    """All names of ``kind`` for a terminal: radconf's with the first line of their docstring, then nnU-Net's."""
+    ours = radconf_classes(kind)
+    lines = [f"radconf {kind}s ({len(ours)}):"]
+    for name in sorted(ours):
+        summary = (inspect.getdoc(ours[name]) or "").strip().splitlines()
+        lines.append(f"  {name}" + (f"  - {summary[0]}" if summary else ""))
+    theirs = [n for n in nnunet_class_names(kind) if n not in ours]
+    lines.append(f"nnU-Net {kind}s ({len(theirs)}):")
+    lines += [f"  {name}" for name in theirs]
+    return "\n".join(lines)
+
+
+#: how a user lists every name of a kind (said by the unknown-name message)
+LIST_HINTS = {
+    "trainer": "radconf_train --list_trainers",
+    "planner": "python -c \"from radconf.registry import available_names; print(*available_names('planner'), "
+               "sep=chr(10))\"",
+}
+
+
+def close_matches(name: str, names: list[str], n: int = 5) -> list[str]:
+    """Up to ``n`` names like ``name`` (difflib's ratio, case-insensitive), best first."""
+    lowered = {candidate.lower(): candidate for candidate in names}
+    return [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)]
 
 
 def find_class(name: str, kind: str) -> type:
@@ -78,7 +107,7 @@ def find_class(name: str, kind: str) -> type:
         The class; radconf's wins if both define the name.
 
     Raises:
-        ValueError: the name is unknown; the message lists close matches and all available names.
+        InvalidInput: the name is unknown; the message names up to five close matches and how to list all names.
     """
     if kind not in _KINDS:
         raise InvalidInput(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
@@ -92,7 +121,7 @@ def find_class(name: str, kind: str) -> type:
         if cls is not None and issubclass(cls, _base_class(kind)):
             return cls
     names = available_names(kind)
-    close = difflib.get_close_matches(name, names, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise InvalidInput(f"Unknown {kind} {name!r}.{hint} Available {kind}s (radconf, then nnU-Net): "
-                     f"{', '.join(sorted(ours)) or '(none)'}; {', '.join(nnunet_class_names(kind))}")
+    close = close_matches(name, names)
+    hint = f" Did you mean {', '.join(close)}?" if close else " No name is close to it."
+    raise InvalidInput(f"Unknown {kind} {name!r}.{hint} List all {len(names)} {kind}s (radconf's and nnU-Net's) "
+                       f"with: {LIST_HINTS[kind]}")

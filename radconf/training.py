@@ -1,19 +1,47 @@
-"""Training with nnU-Net's loop and checkpoint logic; trainers are resolved in radconf and in nnU-Net."""
+"""Training with nnU-Net's loop and checkpoint logic; trainers are resolved in radconf and in nnU-Net.
+
+Everything a run needs is checked before anything is built or written (arguments, plans, preprocessed data, the
+checkpoint to resume or validate from, pretrained weights); a start that still fails (e.g. a trainer refusing its
+settings while it initialises) leaves ``nnUNet_results`` as it found it. Each run records what shapes it in
+``radconf_training_settings.json`` (epochs, iterations per epoch, the trainer's settings). ``--c`` resumes with
+those and refuses a contradicting value unless ``change_settings`` is set: nnU-Net's poly learning rate is
+``initial_lr * (1 - epoch / num_epochs) ** 0.9``, so a resume with another number of epochs continues on another
+schedule (e.g. at nearly the initial rate).
+"""
 from __future__ import annotations
 
 import json
+import math
+import numbers
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from radconf.devices import make_device
-from radconf.errors import InvalidInput, MissingInput
+from radconf.errors import InvalidInput, MissingInput, OutputExists
 from radconf.nnunet_compat.checkpoints import (
+    FLAGS,
+    LEGACY_OVERRIDES_FILE,
+    SETTINGS_FILE,
+    check_checkpoint_origin,
+    checkpoint_weights,
+    describe_checkpoint,
+    fold_checkpoints,
+    fold_folder_as_found,
+    fold_note,
+    load_pretrained_weights,  # noqa: F401 (part of this module's API)
+    other_runs,
+    plain,
+    read_record,
     restore_trainer_state,
+    resume_checkpoint,
+    resumed_values,
     safe_load_checkpoint,
-    unwrap_network,
+    transfer_pretrained_weights,
+    validation_checkpoint,
 )
 from radconf.paths import require_nnunet_paths
 from radconf.raw.checks import find_dataset_name
@@ -22,73 +50,47 @@ from radconf.registry import find_class, radconf_classes
 if TYPE_CHECKING:
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+_MAX_SEED = 2**32 - 1  # numpy's limit
 
-def load_pretrained_weights(network, path: str | Path) -> list[str]:
-    """Copies every parameter except the final segmentation layers from a checkpoint (loaded safely).
 
-    Same rule as nnU-Net's ``load_pretrained_weights``: names and shapes must match everywhere but in
-    ``.seg_layers.``, so a model pre-trained with other output classes can be fine-tuned.
-
-    Returns:
-        The names of the transferred tensors.
+def check_fold(fold: int | str) -> int | str:
+    """``"all"`` or a fold number >= 0 (nnU-Net trains a number beyond its splits on a seeded random 80:20 split).
 
     Raises:
-        ValueError: listing the tensors that are missing or have another shape.
+        InvalidInput: anything else (a negative number would silently pick a split from the end).
     """
-    pretrained = safe_load_checkpoint(path)["network_weights"]
-    module = unwrap_network(network)
-    own = module.state_dict()
-    # heads a plain nnU-Net network does not have (e.g. a distance decoder) start from their initialisation
-    optional = tuple(getattr(module, "pretrained_optional_prefixes", ()))
-    transfer = [k for k in own if ".seg_layers." not in k and not (k.startswith(optional) and k not in pretrained)]
-    bad = [f"{k} (missing)" if k not in pretrained else f"{k} {tuple(pretrained[k].shape)} != {tuple(own[k].shape)}"
-           for k in transfer if k not in pretrained or pretrained[k].shape != own[k].shape]
-    if bad:
-        raise InvalidInput(f"Pretrained weights {path} do not fit this network ({len(bad)} tensors differ, e.g. "
-                         f"{'; '.join(bad[:3])}). Pre-train with the same plans (architecture) as the fine-tuning.")
-    # only the transferred names: a module shared under several names (e.g. the encoder, which decoders reference)
-    # must not be overwritten again by a stale copy under a name the checkpoint lacks
-    module.load_state_dict({k: pretrained[k] for k in transfer}, strict=False)
-    print(f"radconf: loaded {len(transfer)} pretrained tensors from {path} (segmentation layers left as initialised)")
-    return transfer
+    if fold == "all":
+        return "all"
+    if isinstance(fold, numbers.Integral) and not isinstance(fold, bool) and fold >= 0:
+        return int(fold)
+    if isinstance(fold, str) and fold.isascii() and fold.isdigit():
+        return int(fold)
+    raise InvalidInput(f"Fold must be 'all' or a fold number 0, 1, 2, ... (0-4 are nnU-Net's 5 cross-validation "
+                       f"folds; a number beyond the splits trains on a seeded random 80:20 split), got {fold!r}.")
 
 
-def build_trainer(dataset: str | int, configuration: str, fold: int | str, *, trainer: str = "nnUNetTrainer",
-                  plans: str = "nnUNetPlans", device: str | None = None, continue_training: bool = False):
-    """Instantiates a trainer exactly as nnU-Net does, with radconf's class lookup and clear errors."""
-    from batchgenerators.utilities.file_and_folder_operations import load_json
-
-    paths = require_nnunet_paths()
-    trainer_class = find_class(trainer, "trainer")
-    name = find_dataset_name(dataset, paths.preprocessed, paths.raw)
-    plans_file = paths.preprocessed / name / f"{plans}.json"
-    if not plans_file.is_file():
-        available = sorted(p.stem for p in (paths.preprocessed / name).glob("*Plans*.json"))
-        raise MissingInput(f"Plans {plans_file} not found (available: {', '.join(available) or 'none'}). Run "
-                                f"radconf_plan_and_preprocess -d {name} first, and pass -p with the plans name.")
-    plans_dict = load_json(str(plans_file))
-    if configuration not in plans_dict["configurations"]:
-        raise InvalidInput(f"Configuration {configuration!r} is not in {plans_file.name}; available: "
-                         f"{', '.join(plans_dict['configurations'])}.")
-    dataset_json = load_json(str(paths.preprocessed / name / "dataset.json"))
-    if fold != "all":
-        if not str(fold).isdigit():
-            raise InvalidInput(f"Fold must be 0-4 or 'all', got {fold!r}.")
-        fold = int(fold)
-        cases = int(dataset_json.get("numTraining", 0))
-        if cases < 5 and not (paths.preprocessed / name / "splits_final.json").is_file():
-            raise InvalidInput(f"{name} has {cases} training cases but nnU-Net's 5-fold split needs at least 5. Train "
-                             f"fold 'all', or put your own splits_final.json into {paths.preprocessed / name}.")
-    plans_dict["continue_training"] = continue_training  # nnU-Net's trainer pops this key
-    return trainer_class(plans=plans_dict, configuration=configuration, fold=fold, dataset_json=dataset_json,
-                         device=make_device(device))
+def _check_count(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+    if value is None:
+        return
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum
+            or (maximum is not None and value > maximum)):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise InvalidInput(f"{FLAGS.get(name, '--' + name)} must be an integer {bound}, got {value!r}.")
 
 
-def _find_resume_checkpoint(output_folder: Path) -> Path | None:
-    for name in ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth"):
-        if (output_folder / name).is_file():
-            return output_folder / name
-    return None
+def _check_setting_value(name: str, value: Any) -> None:
+    """Refuses values of radconf's known settings that no trainer can use (NaN, negative, a zero sum)."""
+    def finite_non_negative(number) -> bool:
+        return isinstance(number, numbers.Real) and not isinstance(number, bool) and math.isfinite(number) \
+            and number >= 0
+
+    if name == "distance_weight" and not finite_non_negative(value):
+        raise InvalidInput(f"--distance_weight must be a finite number >= 0, got {value!r}.")
+    if name == "class_weights":
+        values = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else [value]
+        if not values or not all(finite_non_negative(v) for v in values) or sum(values) <= 0:
+            raise InvalidInput(f"--ce_weights must be finite numbers >= 0 with a positive sum (one per class, "
+                               f"background first), got {plain(value)!r}.")
 
 
 @dataclass(frozen=True)
@@ -96,32 +98,44 @@ class TrainingOptions:
     """How one fold trains, whatever the trainer, plus the trainer's own settings.
 
     Attributes:
-        epochs: overrides the trainer's number of epochs.
+        epochs: overrides the trainer's number of epochs (with ``--c``: the number the run recorded).
         iterations_per_epoch: overrides training iterations per epoch; validation iterations per epoch become a
             fifth of it (at least 1), nnU-Net's default ratio.
         seed: seeds Python's, numpy's and torch's generators before the network is built (nnU-Net does not seed).
             Runs repeat exactly only with single-process augmentation (``nnUNet_n_proc_DA=0``) on the same machine
             and software.
         validate: run nnU-Net's final validation on the fold's validation cases.
+        validate_with_best: validate with ``checkpoint_best.pth`` instead of the final network (``--val_best``).
         export_npz: save validation probabilities (``--npz``).
         pretrained_weights: checkpoint whose weights initialise the network.
         disable_checkpointing: do not write checkpoints.
+        change_settings: with ``--c``, allow epochs, iterations or settings other than those the run recorded.
         settings: trainer-specific settings by name, each one the trainer declares in ``radconf_settings`` (e.g.
             ``distance_weight`` of a distance-map head, ``class_weights`` of a class-weighted cross-entropy); a
             setting left out keeps the trainer's default (or what a resumed run recorded).
+
+    Raises:
+        InvalidInput: a count below 1, a seed outside 0..2**32-1, a NaN or negative weight.
     """
 
     epochs: int | None = None
     iterations_per_epoch: int | None = None
     seed: int | None = None
     validate: bool = True
+    validate_with_best: bool = False
     export_npz: bool = False
     pretrained_weights: str | Path | None = None
     disable_checkpointing: bool = False
+    change_settings: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
+        _check_count("epochs", self.epochs, 1)
+        _check_count("iterations_per_epoch", self.iterations_per_epoch, 1)
+        _check_count("seed", self.seed, 0, _MAX_SEED)
+        for name, value in self.settings.items():
+            _check_setting_value(name, value)
 
 
 def declared_settings(trainer_class: type) -> tuple[str, ...]:
@@ -164,6 +178,226 @@ def configure_trainer(nnunet_trainer: nnUNetTrainer, options: TrainingOptions) -
         setattr(nnunet_trainer, name, value)  # an instance attribute: the trainer tells it from its class default
 
 
+@dataclass(frozen=True)
+class _Data:
+    """What a fold trains on, checked: dataset folder name, plans, dataset.json, the fold and its output folder."""
+
+    name: str
+    configuration: str
+    plans: dict
+    dataset_json: dict
+    fold: int | str
+    folder: Path
+    notes: tuple[str, ...]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise InvalidInput(f"{path} is not valid JSON ({error}); restore it, or run radconf_plan_and_preprocess "
+                           f"again.") from None
+
+
+def _check_data(dataset: str | int, configuration: str, fold: int | str, trainer_class: type,
+                plans: str) -> _Data:
+    """Finds and checks plans, configuration, preprocessed data and fold; reads files only.
+
+    Raises:
+        MissingInput: the dataset, plans or preprocessed data (or a cascade's previous stage) do not exist.
+        InvalidInput: an unknown configuration, a bad fold, too few cases for nnU-Net's split.
+    """
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    fold = check_fold(fold)
+    paths = require_nnunet_paths()
+    name = find_dataset_name(dataset, paths.preprocessed, paths.raw)
+    plans_file = paths.preprocessed / name / f"{plans}.json"
+    if not plans_file.is_file():
+        available = sorted(p.stem for p in (paths.preprocessed / name).glob("*Plans*.json"))
+        raise MissingInput(f"Plans {plans_file} not found (available: {', '.join(available) or 'none'}). Run "
+                           f"radconf_plan_and_preprocess -d {name} first, and pass -p with the plans name.")
+    plans_dict = _read_json(plans_file)
+    if configuration not in plans_dict["configurations"]:
+        raise InvalidInput(f"Configuration {configuration!r} is not in {plans_file.name}; available: "
+                           f"{', '.join(plans_dict['configurations'])}. Pass one of them as the configuration.")
+    manager = PlansManager(plans_dict).get_configuration(configuration)
+    data = paths.preprocessed / name / manager.data_identifier
+    if not data.is_dir() or not any(data.iterdir()):
+        raise MissingInput(f"Configuration {configuration} of {plans} is not preprocessed ({data} "
+                           f"{'is empty' if data.is_dir() else 'does not exist'}). Run radconf_plan_and_preprocess "
+                           f"-d {name} -c {configuration} with these plans first.")
+    model = f"{trainer_class.__name__}__{plans_dict['plans_name']}__"
+    results = paths.results / plans_dict.get("dataset_name", name)  # nnU-Net's output folder uses the plans' name
+    if manager.previous_stage_name is not None:
+        previous = results / f"{model}{manager.previous_stage_name}" / "predicted_next_stage"
+        if not (previous / configuration).is_dir():
+            raise MissingInput(f"{configuration} is a cascade stage: it needs the predictions of "
+                               f"{manager.previous_stage_name} in {previous / configuration}. Train (and validate) "
+                               f"all folds of {manager.previous_stage_name} first.")
+    dataset_json = _read_json(paths.preprocessed / name / "dataset.json")
+    note = fold_note(fold, paths.preprocessed / name / "splits_final.json", int(dataset_json.get("numTraining", 0)))
+    folder = results / f"{model}{configuration}" / f"fold_{fold}"
+    return _Data(name, configuration, plans_dict, dataset_json, fold, folder, (note,) if note else ())
+
+
+def _check_class_weights(settings: Mapping[str, Any], data: _Data) -> None:
+    """Refuses ``--ce_weights`` with another count than the dataset's classes (before a trainer is built)."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    if settings.get("class_weights") is None:
+        return
+    labels = PlansManager(data.plans).get_label_manager(data.dataset_json)
+    weights = plain(settings["class_weights"])
+    count = len(weights) if isinstance(weights, list) else 1
+    if not labels.has_regions and count != labels.num_segmentation_heads:
+        raise InvalidInput(f"--ce_weights takes {labels.num_segmentation_heads} weights, one per class, background "
+                           f"first ({', '.join(data.dataset_json['labels'])}); got {count}.")
+
+
+def build_trainer(dataset: str | int, configuration: str, fold: int | str, *, trainer: str = "nnUNetTrainer",
+                  plans: str = "nnUNetPlans", device: str | None = None, continue_training: bool = False):
+    """Instantiates a trainer exactly as nnU-Net does, with radconf's class lookup and clear errors."""
+    trainer_class = find_class(trainer, "trainer")
+    torch_device = make_device(device)
+    data = _check_data(dataset, configuration, fold, trainer_class, plans)
+    plans_dict = {**data.plans, "continue_training": continue_training}  # nnU-Net's trainer pops this key
+    return trainer_class(plans=plans_dict, configuration=configuration, fold=data.fold,
+                         dataset_json=data.dataset_json, device=torch_device)
+
+
+@dataclass(frozen=True)
+class _Start:
+    """A checked start: the trainer class, the data, the options in effect, what to load and what to log."""
+
+    trainer_class: type
+    device: Any
+    data: _Data
+    options: TrainingOptions
+    checkpoint: tuple[Path, dict] | None = None
+    pretrained: Mapping[str, Any] | None = None
+    record: dict | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _check_modes(continue_training: bool, only_validation: bool, options: TrainingOptions) -> None:
+    """Refuses flags that exclude each other, or that would do nothing unseen."""
+    validates = options.validate or only_validation
+    for refused, message in [
+        (continue_training and only_validation, "--c resumes training and --val only validates: pass one of them."),
+        (options.pretrained_weights and (continue_training or only_validation),
+         "-pretrained_weights only initialises a new training: drop it with --c or --val."),
+        (only_validation and not options.validate, "--val only validates: drop --no_val (or --val)."),
+        (options.export_npz and not validates, "--npz saves the validation's probabilities: drop it with --no_val."),
+        (options.validate_with_best and not validates,
+         "--val_best chooses the validation's checkpoint: drop it with --no_val."),
+        (options.validate_with_best and options.disable_checkpointing,
+         "--val_best validates checkpoint_best.pth, which --disable_checkpointing does not write: drop one of them."),
+        (options.change_settings and not continue_training,
+         "--change_settings changes what a resumed run recorded: use it with --c."),
+    ]:
+        if refused:
+            raise InvalidInput(message)
+
+
+def _check_start(dataset, configuration, fold, trainer, plans, device, continue_training, only_validation,
+                 options: TrainingOptions) -> _Start:
+    """Checks everything a run needs, reading files only; returns what to start with."""
+    _check_modes(continue_training, only_validation, options)
+    trainer_class = find_class(trainer, "trainer")
+    check_settings(trainer_class, options.settings)
+    torch_device = make_device(device)
+    data = _check_data(dataset, configuration, fold, trainer_class, plans)
+    _check_class_weights(options.settings, data)
+    start = _Start(trainer_class, torch_device, data, options, notes=data.notes)
+    if only_validation:
+        path, checkpoint = validation_checkpoint(data.folder, options.validate_with_best)
+        return _resumed_from(start, path, checkpoint, "--val validates", configuration)
+    if continue_training:
+        return _check_resume(start, configuration)
+    if fold_checkpoints(data.folder):
+        names = ", ".join(p.name for p in fold_checkpoints(data.folder))
+        raise OutputExists(f"{data.folder} already holds {names}: resume it with --c, only validate it with --val, "
+                           f"or move the folder away to train the fold again.")
+    if options.pretrained_weights:
+        path = Path(options.pretrained_weights)
+        if not path.is_file():
+            raise MissingInput(f"Pretrained weights {path} not found; check the -pretrained_weights path.")
+        fix = "Copy it again, or point -pretrained_weights at another checkpoint."
+        return replace(start, pretrained=checkpoint_weights(safe_load_checkpoint(path, fix), path))
+    return start
+
+
+def _check_resume(start: _Start, configuration: str) -> _Start:
+    folder = start.data.folder
+    found = resume_checkpoint(folder)
+    if found is None:
+        runs = other_runs(folder)
+        warnings.warn(f"--c: {folder} holds no checkpoint (checkpoint_final/latest/best.pth); starting a new "
+                      f"training, as nnU-Net does." + (f" Checkpoints of this fold exist for {'; '.join(runs)}: pass "
+                                                       f"those -tr/-p to resume one of them." if runs else ""),
+                      stacklevel=4)
+        return start
+    return _resumed_from(start, *found, "--c resumes from", configuration)
+
+
+def _resumed_from(start: _Start, path: Path, checkpoint: dict, verb: str, configuration: str) -> _Start:
+    """``start`` with the checkpoint to load, the recorded settings in effect and a note naming the checkpoint."""
+    check_checkpoint_origin(checkpoint, path, start.trainer_class.__name__, start.data.plans["plans_name"],
+                            configuration)
+    record, source = read_record(path.parent)
+    options = start.options
+    given = {"epochs": options.epochs, "iterations_per_epoch": options.iterations_per_epoch, **options.settings}
+    values, notes = resumed_values(given, record, source, options.change_settings)
+    options = replace(options, epochs=values.pop("epochs"), iterations_per_epoch=values.pop("iterations_per_epoch"),
+                      settings={n: v for n, v in values.items() if v is not None})
+    notes = [f"{verb} {describe_checkpoint(path, checkpoint)} in {path.parent}", *notes]
+    return replace(start, options=options, checkpoint=(path, checkpoint), record=record,
+                   notes=(*start.notes, *notes))
+
+
+def _start(start: _Start, continue_training: bool, only_validation: bool) -> nnUNetTrainer:
+    """Builds, configures and initialises the trainer, and loads its checkpoint or pretrained weights."""
+    data, options = start.data, start.options
+    nnunet_trainer = start.trainer_class(plans={**data.plans, "continue_training": continue_training},
+                                         configuration=data.configuration, fold=data.fold,
+                                         dataset_json=data.dataset_json, device=start.device)
+    configure_trainer(nnunet_trainer, options)
+    if start.record and start.options.iterations_per_epoch == start.record.get("iterations_per_epoch") \
+            and start.record.get("val_iterations_per_epoch"):
+        nnunet_trainer.num_val_iterations_per_epoch = int(start.record["val_iterations_per_epoch"])
+    nnunet_trainer.initialize()
+    if start.pretrained is not None:
+        transfer_pretrained_weights(nnunet_trainer.network, start.pretrained, options.pretrained_weights)
+    if start.checkpoint is not None:
+        path, checkpoint = start.checkpoint
+        done = int(checkpoint["current_epoch"])
+        if not only_validation and done > nnunet_trainer.num_epochs:
+            raise InvalidInput(f"--epochs {nnunet_trainer.num_epochs} ends before the {done} epochs {path.name} has "
+                               f"trained; pass at least --epochs {done}.")
+        restore_trainer_state(nnunet_trainer, checkpoint)
+    for note in start.notes:
+        nnunet_trainer.print_to_log_file(f"radconf: {note}")
+    return nnunet_trainer
+
+
+def _record_settings(nnunet_trainer: nnUNetTrainer, options: TrainingOptions) -> None:
+    """Writes what shapes the run (read back by ``--c``); the old overrides file too, when they are given."""
+    from radconf.io.files import atomic_write_json
+
+    folder = Path(nnunet_trainer.output_folder)
+    record = {"epochs": int(nnunet_trainer.num_epochs),
+              "iterations_per_epoch": int(nnunet_trainer.num_iterations_per_epoch),
+              "val_iterations_per_epoch": int(nnunet_trainer.num_val_iterations_per_epoch),
+              "settings": {n: plain(getattr(nnunet_trainer, n, None)) for n in declared_settings(type(nnunet_trainer))},
+              "trainer": type(nnunet_trainer).__name__, "seed": options.seed}
+    atomic_write_json(folder / SETTINGS_FILE, record)
+    if options.epochs is not None or options.iterations_per_epoch is not None:
+        atomic_write_json(folder / LEGACY_OVERRIDES_FILE, {"epochs": record["epochs"],
+                                                           "iterations_per_epoch": record["iterations_per_epoch"]})
+    nnunet_trainer.print_to_log_file(f"radconf: training settings {json.dumps(record)} (recorded in {SETTINGS_FILE})")
+
+
 def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: str = "nnUNetTrainer",
           plans: str = "nnUNetPlans", device: str | None = None, continue_training: bool = False,
           only_validation: bool = False, options: TrainingOptions = TrainingOptions()) -> Path:
@@ -172,11 +406,12 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
     Args:
         dataset: dataset id or name.
         configuration: plans configuration, e.g. ``3d_fullres``.
-        fold: 0-4 or ``"all"``.
+        fold: ``"all"`` or a fold number (0-4: nnU-Net's cross-validation; beyond the splits: a seeded 80:20 split).
         trainer: trainer class name (radconf's or nnU-Net's).
         plans: plans identifier.
         device: ``cpu``, ``cuda`` or ``mps``; None picks cuda when available, else cpu.
-        continue_training: resume from the latest checkpoint (nnU-Net's ``--c``).
+        continue_training: resume from nnU-Net's checkpoint (final, else latest, else best; nnU-Net's ``--c``) with
+            the settings the run recorded.
         only_validation: only run the final validation of a finished training (``--val``).
         options: training length, seed, validation, pretrained weights and the trainer's own settings.
 
@@ -184,54 +419,37 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
         The fold's output folder.
 
     Raises:
-        InvalidInput: exclusive modes combined, or a setting the trainer does not declare.
-        MissingInput: a checkpoint or pretrained weights that do not exist.
+        InvalidInput: exclusive modes combined, a bad value, a setting the trainer does not declare, a resume with
+            other settings than recorded, a corrupt checkpoint.
+        MissingInput: plans, preprocessed data, a checkpoint or pretrained weights that do not exist.
+        OutputExists: a new training into a fold folder that holds checkpoints.
     """
-    if continue_training and only_validation:
-        raise InvalidInput("--c and --val exclude each other: --c resumes training, --val only validates.")
-    if continue_training and options.pretrained_weights:
-        raise InvalidInput("Pretrained weights only initialise a new training; drop -pretrained_weights with --c.")
-    check_settings(find_class(trainer, "trainer"), options.settings)  # before anything is built or written
+    start = _check_start(dataset, configuration, fold, trainer, plans, device, continue_training, only_validation,
+                         options)
     if options.seed is not None:
         seed_everything(options.seed)
-    nnunet_trainer = build_trainer(dataset, configuration, fold, trainer=trainer, plans=plans, device=device,
-                                   continue_training=continue_training)
-    configure_trainer(nnunet_trainer, options)
+    with fold_folder_as_found(start.data.folder):
+        nnunet_trainer = _start(start, continue_training, only_validation)
     output_folder = Path(nnunet_trainer.output_folder)
-    _record_overrides(output_folder, options.epochs, options.iterations_per_epoch)
-    _load_start_state(nnunet_trainer, output_folder, continue_training, only_validation, options.pretrained_weights)
-
     if nnunet_trainer.device.type == "cuda":
         from torch.backends import cudnn
 
         cudnn.deterministic = False
         cudnn.benchmark = True
     if not only_validation:
-        nnunet_trainer.run_training()
+        if start.checkpoint is None or start.options.change_settings or start.record is None:
+            _record_settings(nnunet_trainer, start.options)
+        if nnunet_trainer.current_epoch >= nnunet_trainer.num_epochs:
+            nnunet_trainer.print_to_log_file(
+                f"radconf: the training has finished ({nnunet_trainer.current_epoch} of {nnunet_trainer.num_epochs} "
+                f"epochs): nothing to train (to train longer: --c --epochs N --change_settings).")
+        else:
+            nnunet_trainer.run_training()
     if options.validate or only_validation:
+        if options.validate_with_best and not only_validation:
+            restore_trainer_state(nnunet_trainer, validation_checkpoint(output_folder, best=True)[1])
         nnunet_trainer.perform_actual_validation(options.export_npz)
     return output_folder
-
-
-def _load_start_state(nnunet_trainer: nnUNetTrainer, output_folder: Path, continue_training: bool,
-                      only_validation: bool, pretrained_weights: str | Path | None) -> None:
-    """Restores the checkpoint to resume or validate from, or loads pretrained weights into a new network."""
-    checkpoint = None
-    if continue_training:
-        checkpoint = _find_resume_checkpoint(output_folder)
-        if checkpoint is None:
-            print(f"radconf: no checkpoint in {output_folder} to continue from; starting a new training.")
-    elif only_validation:
-        checkpoint = output_folder / "checkpoint_final.pth"
-        if not checkpoint.is_file():
-            raise MissingInput(f"{checkpoint} not found: --val needs a finished training.")
-    elif pretrained_weights:
-        if not Path(pretrained_weights).is_file():
-            raise MissingInput(f"Pretrained weights {pretrained_weights} not found.")
-        nnunet_trainer.initialize()
-        load_pretrained_weights(nnunet_trainer.network, pretrained_weights)
-    if checkpoint is not None:
-        restore_trainer_state(nnunet_trainer, safe_load_checkpoint(checkpoint))
 
 
 def training_label_counts(trainer, num_labels: int):
@@ -260,14 +478,3 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _record_overrides(output_folder: Path, epochs: int | None, iterations_per_epoch: int | None) -> None:
-    if epochs is None and iterations_per_epoch is None:
-        return
-    from radconf.io.files import atomic_write_json
-
-    output_folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output_folder / "radconf_training_overrides.json",
-                      {"epochs": epochs, "iterations_per_epoch": iterations_per_epoch})
-    print(f"radconf: training length overridden: {json.dumps({'epochs': epochs, 'iterations': iterations_per_epoch})}")

@@ -18,17 +18,15 @@ to 1 (validation and prediction otherwise start 8 workers) and runs torch on one
 from __future__ import annotations
 
 import importlib
-import multiprocessing
-import multiprocessing.pool
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from radconf.datasets.phantom import PhantomConfig
+from radconf.nnunet_compat.workers import substitutions
 
 # Coarse sampling of the same anatomy: small volumes so that tests stay fast.
 TINY = PhantomConfig(seed=3, spacing=(6.0, 4.0, 4.0))
@@ -39,18 +37,11 @@ ORGAN_TRAINER = "nnUNetTrainerNoDA"
 ORGAN_MODEL = f"{DATASET_ID}:{ORGAN_TRAINER}:{PLANS}:3d_fullres:all"  # a ModelSpec string
 # radconf_train arguments of the organ model (append --seed to change nothing else, e.g. to check repeatability)
 ORGAN_TRAIN_ARGS = [str(DATASET_ID), "3d_fullres", "all", "-tr", ORGAN_TRAINER, "-p", PLANS, "-device", "cpu",
-                    "--epochs", "1", "--iterations-per-epoch", "2", "--no-val"]
+                    "--epochs", "1", "--iterations_per_epoch", "2", "--no_val"]
 ORGAN_SEED = 0
 # nnU-Net modules that read nnUNet_def_n_proc into a global at import (validation, prediction, planning workers)
 _NNUNET_PROCESS_GLOBALS = ("nnunetv2.training.nnUNetTrainer.nnUNetTrainer",
                            "nnunetv2.inference.predict_from_raw_data")
-# nnU-Net modules whose inference workers (export/metric pools, preprocessing processes, ``multiprocessing``
-# attributes they use) ``threaded_inference`` runs as threads
-_INFERENCE_POOL_MODULES = ("nnunetv2.inference.predict_from_raw_data", "nnunetv2.inference.data_iterators",
-                           "nnunetv2.training.nnUNetTrainer.nnUNetTrainer", "nnunetv2.evaluation.evaluate_predictions")
-# nnU-Net modules whose planning worker pools are multiprocessing.get_context("spawn").Pool(n)
-_PLANNING_POOL_MODULES = ("nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor",
-                          "nnunetv2.preprocessing.preprocessors.default_preprocessor")
 
 
 @dataclass(frozen=True)
@@ -89,7 +80,6 @@ def in_process_nnunet(monkeypatch: pytest.MonkeyPatch, dirs: dict[str, Path] | N
     ``nnUNet_n_proc_DA`` is left unset: planning refuses 0; set it to 0 (single-threaded augmentation, repeatable
     seeded runs) around training only.
     """
-    import importlib
 
     import torch
 
@@ -101,9 +91,7 @@ def in_process_nnunet(monkeypatch: pytest.MonkeyPatch, dirs: dict[str, Path] | N
     monkeypatch.delenv("nnUNet_n_proc_DA", raising=False)
     for module in _NNUNET_PROCESS_GLOBALS:
         monkeypatch.setattr(importlib.import_module(module), "default_num_processes", 1)
-    threads = SimpleNamespace(get_context=lambda method=None: SimpleNamespace(Pool=multiprocessing.pool.ThreadPool))
-    for module in _PLANNING_POOL_MODULES:
-        monkeypatch.setattr(importlib.import_module(module), "multiprocessing", threads)
+    planning_as_threads(monkeypatch)
     # radconf_train/radconf_predict set all-core threads once per process; in-process calls keep one thread
     monkeypatch.setattr(radconf.devices, "configure_threads", lambda name: None)
     torch_threads = torch.get_num_threads()
@@ -115,22 +103,21 @@ def in_process_nnunet(monkeypatch: pytest.MonkeyPatch, dirs: dict[str, Path] | N
         torch.set_num_threads(torch_threads)
 
 
+def planning_as_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nnU-Net's planning workers as threads of this process for the test (radconf's ``-np 1`` mode)."""
+    for module, attribute, replacement in substitutions(planning=True, inference=False):
+        monkeypatch.setattr(module, attribute, replacement)
+
+
 @contextmanager
 def threaded_inference(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """nnU-Net's prediction and validation workers as threads of this process (restored afterwards): the
     preprocessing ``Process`` + ``Manager`` queues, the segmentation export pool and the metric pool; each spawned
     worker would otherwise import torch and nnU-Net first (seconds per worker on a small shared machine). The work
-    done per case is the same code, in the same order per worker."""
-    import queue
-    import threading
-
-    context = SimpleNamespace(Pool=multiprocessing.pool.ThreadPool, Process=threading.Thread)
-    threads = SimpleNamespace(get_context=lambda method=None: context, TimeoutError=multiprocessing.TimeoutError,
-                              cpu_count=multiprocessing.cpu_count, Pool=multiprocessing.pool.ThreadPool)
-    for module in _INFERENCE_POOL_MODULES:
-        monkeypatch.setattr(importlib.import_module(module), "multiprocessing", threads)
-    monkeypatch.setattr(importlib.import_module("nnunetv2.inference.data_iterators"), "Manager",
-                        lambda: SimpleNamespace(Event=threading.Event, Queue=queue.Queue))
+    done per case is the same code, in the same order per worker (radconf's ``-np 1`` mode,
+    :mod:`radconf.nnunet_compat.workers`)."""
+    for module, attribute, replacement in substitutions(planning=False, inference=True):
+        monkeypatch.setattr(module, attribute, replacement)
     yield
 
 

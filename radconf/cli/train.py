@@ -1,42 +1,84 @@
-"""radconf_train: train one fold with a radconf or nnU-Net trainer (nnU-Net's flags)."""
+"""radconf_train: train one fold with a radconf or nnU-Net trainer (nnU-Net's flags).
+
+--c resumes with the settings the run recorded (epochs, iterations, trainer settings); pass --change_settings to
+resume with other ones. List the trainers with --list_trainers.
+"""
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
 
+from radconf.cli.arguments import (
+    make_parser,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 from radconf.cli.errors import run_cli
 
 if TYPE_CHECKING:
     from radconf.training import TrainingOptions
 
 
+def _seed(text: str) -> int:
+    value = non_negative_int(text)
+    if value > 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at most {2**32 - 1}")
+    return value
+
+
+class _ListTrainers(argparse.Action):
+    """``--list_trainers``: prints every trainer name (radconf's with a summary, then nnU-Net's) and exits."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from radconf.registry import name_listing
+
+        print(name_listing("trainer"))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = make_parser("radconf_train", __doc__)
     parser.add_argument("dataset_name_or_id", help="dataset id or name, e.g. 501")
     parser.add_argument("configuration", help="plans configuration, e.g. 3d_fullres")
-    parser.add_argument("fold", help="fold 0-4 or 'all'")
+    parser.add_argument("fold", help="0-4 (nnU-Net's 5-fold cross-validation), 'all', or a higher number (a random "
+                                     "80:20 split, seeded with 12345 + fold)")
     parser.add_argument("-tr", default="nnUNetTrainer", help="trainer class, radconf's or nnU-Net's")
     parser.add_argument("-p", default="nnUNetPlans", help="plans identifier (cpu preset: radconfCPUPlans)")
     parser.add_argument("-device", default=None, choices=["cpu", "cuda", "mps"],
                         help="default: cuda when available, else cpu")
     parser.add_argument("-pretrained_weights", default=None, help="checkpoint to initialise the network from")
-    parser.add_argument("--c", action="store_true", help="continue from the latest checkpoint")
+    parser.add_argument("--c", action="store_true",
+                        help="continue from checkpoint_final, else _latest, else _best, with the recorded settings")
+    parser.add_argument("--change_settings", action="store_true",
+                        help="with --c: resume with the --epochs/--iterations_per_epoch/trainer settings given now "
+                             "instead of the recorded ones")
     parser.add_argument("--val", action="store_true", help="only run the final validation")
+    parser.add_argument("--val_best", action="store_true",
+                        help="validate with checkpoint_best instead of the final network (same validation folder)")
     parser.add_argument("--npz", action="store_true", help="save validation probabilities")
-    parser.add_argument("--epochs", type=int, default=None, help="number of epochs (trainer default: 1000)")
-    parser.add_argument("--iterations-per-epoch", type=int, default=None,
-                        help="training iterations per epoch (trainer default: 250); validation uses a fifth")
-    parser.add_argument("--no-val", action="store_true", help="skip the final validation")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="number of epochs (default: the trainer's, 1000 for nnUNetTrainer; with --c: recorded)")
+    parser.add_argument("--iterations_per_epoch", "--iterations-per-epoch", dest="iterations_per_epoch",
+                        type=positive_int, default=None,
+                        help="training iterations per epoch (default: the trainer's, 250; with --c: recorded); "
+                             "validation uses a fifth")
+    parser.add_argument("--no_val", "--no-val", dest="no_val", action="store_true",
+                        help="skip the final validation")
     parser.add_argument("--disable_checkpointing", action="store_true")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=_seed, default=None,
                         help="seed Python/numpy/torch (repeatable runs need nnUNet_n_proc_DA=0 as well)")
-    parser.add_argument("--distance_weight", type=float, default=None,
+    parser.add_argument("--distance_weight", type=non_negative_float, default=None,
                         help="distance-map head trainers (setting distance_weight): weight of the distance MSE "
                              "(default: the trainer's, 1.0; with --c: the weight the run started with)")
-    parser.add_argument("--ce_weights", type=float, nargs="+", default=None, metavar="W",
+    parser.add_argument("--ce_weights", type=non_negative_float, nargs="+", default=None, metavar="W",
                         help="class-weighted CE trainers (setting class_weights): one weight per class, background "
                              "first (default: reciprocal training-set frequency; with --c: the weights the run started "
                              "with)")
+    parser.add_argument("--list_trainers", action=_ListTrainers, help="list every trainer name and exit")
     return parser
 
 
@@ -46,8 +88,9 @@ def training_options(args: argparse.Namespace) -> TrainingOptions:
 
     settings = {"distance_weight": args.distance_weight, "class_weights": args.ce_weights}
     return TrainingOptions(epochs=args.epochs, iterations_per_epoch=args.iterations_per_epoch, seed=args.seed,
-                           validate=not args.no_val, export_npz=args.npz, pretrained_weights=args.pretrained_weights,
-                           disable_checkpointing=args.disable_checkpointing,
+                           validate=not args.no_val, validate_with_best=args.val_best, export_npz=args.npz,
+                           pretrained_weights=args.pretrained_weights,
+                           disable_checkpointing=args.disable_checkpointing, change_settings=args.change_settings,
                            settings={k: v for k, v in settings.items() if v is not None})
 
 
@@ -59,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         from radconf.devices import configure_threads
         from radconf.training import train
 
+        options = training_options(args)  # checks the values before anything else
         use_default_nnunet_paths()
         configure_threads(args.device)  # once per process, as nnU-Net's entry point does
         folder = train(args.dataset_name_or_id, args.configuration, args.fold, trainer=args.tr, plans=args.p,
-                       device=args.device, continue_training=args.c, only_validation=args.val,
-                       options=training_options(args))
+                       device=args.device, continue_training=args.c, only_validation=args.val, options=options)
         print(f"radconf: training output in {folder}")
 
     return run_cli(run)

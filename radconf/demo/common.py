@@ -153,11 +153,14 @@ def plan_dataset(context: CommandContext, dataset: str) -> None:
 
 
 def train_model(context: CommandContext, dataset: str, trainer: str) -> None:
-    """``radconf_train`` on fold ``all`` with the demo's epochs, iterations and seed (no validation)."""
+    """``radconf_train`` on fold ``all`` with the demo's epochs, iterations and seed (no validation); an earlier demo
+    run's checkpoint is continued (``--c``: a finished run trains nothing)."""
     settings = context.settings
+    fold = f"Dataset{int(dataset):03d}_*/{trainer}__{PLANS}__{CONFIGURATION}/fold_{FOLD}/checkpoint_*.pth"
+    resume = ["--c"] if any(Path(context.environment["nnUNet_results"]).glob(fold)) else []
     run_command(["radconf.cli.train", dataset, CONFIGURATION, FOLD, "-tr", trainer, "-p", PLANS, "-device",
-                 context.device, "--epochs", str(settings.epochs), "--iterations-per-epoch",
-                 str(settings.iterations_per_epoch), "--no-val", "--c", "--seed", str(settings.seed)],
+                 context.device, "--epochs", str(settings.epochs), "--iterations_per_epoch",
+                 str(settings.iterations_per_epoch), "--no_val", *resume, "--seed", str(settings.seed)],
                 training_environment(context.environment), context.log,
                 progress=("training epochs", settings.epochs, r"Epoch time:"))
 

@@ -35,7 +35,7 @@ def test_organ_model_then_anatomy_guided_multi_task_model(organ_model, in_proces
 
     def train(dataset_id: int, trainer: str, fold: str, *extra: str) -> None:
         train_in_process([str(dataset_id), "3d_fullres", fold, "-tr", trainer, "-p", PLANS, "-device", "cpu",
-                          "--iterations-per-epoch", "2", "--seed", "0", *extra])
+                          "--iterations_per_epoch", "2", "--seed", "0", *extra])
 
     # target GTV, organs as CT-filled channels
     assert anatomy_dataset.main(["990", "-d", "991", "-n", "GTVAnatomy", "--target", "gtv", "--anatomy", "bladder",
@@ -54,7 +54,7 @@ def test_organ_model_then_anatomy_guided_multi_task_model(organ_model, in_proces
     validation = sorted((fold / "validation").glob("*.nii.gz"))
     assert validation and "distance MSE" in next(fold.glob("training_log_*.txt")).read_text()
     # resume without the flag: the recorded weight is kept
-    train(991, trainer, "0", "--epochs", "2", "--c", "--no-val")
+    train(991, trainer, "0", "--epochs", "2", "--c", "--change_settings", "--no_val")
     assert json.loads((fold / "distance_head.json").read_text())["distance_weight"] == 0.5
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "Epoch 1" in log and "(weight 0.5)" in log

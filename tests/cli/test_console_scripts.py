@@ -27,7 +27,7 @@ def _script(name: str, *args: str, env: dict[str, str] | None = None) -> subproc
 
 def test_generate_phantom_writes_the_same_phantom_as_the_library(tmp_path, phantom_store):
     raw = tmp_path / "nnUNet_raw"
-    result = _script("radconf_generate_phantom", "-d", "990", "--num-train", "5", "--num-test", "1", "--seed", "3",
+    result = _script("radconf_generate_phantom", "-d", "990", "--num_train", "5", "--num_test", "1", "--seed", "3",
                      "--spacing", "6", "4", "4", "-o", str(raw))
     assert result.returncode == 0, result.stdout + result.stderr
     folder = raw / "Dataset990_Phantom"

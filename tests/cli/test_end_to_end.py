@@ -54,7 +54,7 @@ def test_plan_train_resume_predict_evaluate(tiny_phantom, in_process, tmp_path, 
     plans = json.loads((nnunet_dirs["nnUNet_preprocessed"] / raw.name / "radconfCPUPlans.json").read_text())
     assert plans["experiment_planner_used"] == "CPUPresetPlanner"
 
-    train_args = ["990", "3d_fullres", "0", "-p", "radconfCPUPlans", "-device", "cpu", "--iterations-per-epoch", "2"]
+    train_args = ["990", "3d_fullres", "0", "-p", "radconfCPUPlans", "-device", "cpu", "--iterations_per_epoch", "2"]
     # single-threaded augmentation for training (nnU-Net's planner needs it > 0)
     _run(["radconf_train", *train_args, "--epochs", "1"], {**env, "nnUNet_n_proc_DA": "0"})
     fold = nnunet_dirs["nnUNet_results"] / raw.name / "nnUNetTrainer__radconfCPUPlans__3d_fullres" / "fold_0"
@@ -67,7 +67,7 @@ def test_plan_train_resume_predict_evaluate(tiny_phantom, in_process, tmp_path, 
     capsys.readouterr()
     with pytest.MonkeyPatch.context() as local:  # continues at epoch 1, trains one more
         local.setenv("nnUNet_n_proc_DA", "0")
-        assert train.main([*train_args, "--epochs", "2", "--c", "--no-val"]) == 0
+        assert train.main([*train_args, "--epochs", "2", "--c", "--change_settings", "--no_val"]) == 0
     resumed = capsys.readouterr().out
     assert "Epoch 1" in resumed and "Epoch 0\n" not in resumed
     assert safe_load_checkpoint(fold / "checkpoint_final.pth")["current_epoch"] == 2  # epochs 0 and 1 done
@@ -122,7 +122,7 @@ def test_cli_errors_are_one_clear_line(tiny_phantom, nnunet_dirs, capsys):
 
     unknown_trainer = error_of(train.main, ["990", "3d_fullres", "0", "-tr", "NoSuchTrainer"])
     assert "Unknown trainer 'NoSuchTrainer'" in unknown_trainer
-    assert "nnUNetTrainer_5epochs" in unknown_trainer
+    assert "radconf_train --list_trainers" in unknown_trainer
 
     unknown_dataset = error_of(plan_and_preprocess.main, ["-d", "777", "--preset", "cpu"])
     assert "Dataset 777 not found" in unknown_dataset

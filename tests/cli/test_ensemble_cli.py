@@ -37,7 +37,7 @@ def test_fit_weights_predict_and_ensemble(tiny_phantom, in_process, train_in_pro
     for spec in (PLAIN, RESENC_WCE):
         _, trainer, plans, _, _ = spec.split(":")
         train_in_process(["990", "3d_fullres", "0", "-tr", trainer, "-p", plans, "-device", "cpu", "--epochs", "1",
-                          "--iterations-per-epoch", "2", "--npz"])
+                          "--iterations_per_epoch", "2", "--npz"])
     results = nnunet_dirs["nnUNet_results"] / raw.name
     class_weights = json.loads((results / "WeightedCELossTrainer__radconfCPUResEncPlans__3d_fullres" / "fold_0" /
                                 "class_weights.json").read_text())

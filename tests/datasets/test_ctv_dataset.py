@@ -65,12 +65,12 @@ def test_refusals(tiny_phantom, nnunet_dirs, tmp_path):
 
 def test_generate_phantom_writes_the_ctv_dataset(tmp_path, capsys):
     raw = tmp_path / "raw"
-    argv = ["-o", str(raw), "-d", "996", "--num-train", "2", "--num-test", "1", "--spacing", "6", "4", "4",
-            "--ctv-dataset", "997"]
+    argv = ["-o", str(raw), "-d", "996", "--num_train", "2", "--num_test", "1", "--spacing", "6", "4", "4",
+            "--ctv_dataset", "997"]
     assert generate_phantom(argv) == 0
     assert "CTV dataset written: " in capsys.readouterr().out
     dataset = check_raw_dataset(raw / "Dataset997_PhantomCTV")
     assert dataset["numTraining"] == 2 and dataset["radconf"]["test_cases"] == ["phantom_002"]
     assert generate_phantom(argv) == 0
     assert "CTV dataset already present (same phantom), reused" in capsys.readouterr().out
-    assert "--ctv-dataset ID" in build_parser().format_help()
+    assert "--ctv_dataset ID" in build_parser().format_help()

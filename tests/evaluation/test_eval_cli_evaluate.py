@@ -74,7 +74,7 @@ def test_api_result(label_folders):
 def test_missing_prediction_is_an_error_naming_the_case(label_folders, capsys):
     (label_folders["pred"] / "case_002.nii.gz").unlink()
     code = main(["-ref", str(label_folders["ref"]), "-pred", str(label_folders["pred"]), "-o",
-                 str(label_folders["tmp"] / "eval"), "--no-plots"])
+                 str(label_folders["tmp"] / "eval"), "--no_plots"])
     assert code == 2
     err = capsys.readouterr().err
     assert "case_002" in err and "--allow_missing" in err
@@ -85,7 +85,7 @@ def test_allow_missing_lists_and_evaluates_the_rest(label_folders, capsys):
     out = label_folders["tmp"] / "eval"
     with pytest.warns(EvaluationWarning, match="case_002"):
         code = main(["-ref", str(label_folders["ref"]), "-pred", str(label_folders["pred"]), "-o", str(out),
-                     "--allow-missing", "--no-plots"])
+                     "--allow_missing", "--no_plots"])
     assert code == 0
     assert "case_002" in capsys.readouterr().out
     assert {r["case"] for r in _read_rows(out / "metrics_per_case.csv")} == {"case_000", "case_001"}
@@ -96,7 +96,7 @@ def test_geometry_mismatch_is_an_error(label_folders, write_label_image, capsys,
     _, pred = label_folders["arrays"]["case_001"]
     write_label_image(label_folders["pred"] / "case_001.nii.gz", pred, shapes.spacing_xyz, origin=(12.0, -5.0, 3.0))
     code = main(["-ref", str(label_folders["ref"]), "-pred", str(label_folders["pred"]), "-o",
-                 str(label_folders["tmp"] / "eval"), "--no-plots"])
+                 str(label_folders["tmp"] / "eval"), "--no_plots"])
     assert code == 2
     err = capsys.readouterr().err
     assert "Geometry mismatch" in err and "case_001.nii.gz" in err and "origin" in err
@@ -168,7 +168,7 @@ def test_confidence_levels(tmp_path, write_label_image, shapes):
     assert "continuous_dice" in summary["per_structure"]["continuous"]
     assert sum(row["n_voxels"] for row in summary["calibration"]) == 2 * 10 * 16 * 16
     assert main(["-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred"), "-o", str(out),
-                 "--confidence", "2", "--no-plots"]) == 2  # level 3 present: K = 2 is wrong
+                 "--confidence", "2", "--no_plots"]) == 2  # level 3 present: K = 2 is wrong
 
 
 def test_parallel_equals_serial(label_folders):
@@ -188,8 +188,8 @@ def test_2d_png_folder_with_file_ending(tmp_path, write_label_image):
     write_label_image(tmp_path / "ref" / "slice_01.png", ref, (1.0, 1.0), origin=(0.0, 0.0))
     write_label_image(tmp_path / "pred" / "slice_01.png", pred, (1.0, 1.0), origin=(0.0, 0.0))
     out = tmp_path / "eval"
-    assert main(["-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred"), "--file-ending", ".png", "-o",
-                 str(out), "--no-plots"]) == 0
+    assert main(["-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred"), "--file_ending", ".png", "-o",
+                 str(out), "--no_plots"]) == 0
     row = _read_rows(out / "metrics_per_case.csv")[0]
     assert float(row["dice"]) == pytest.approx(2 * 60 / 160)  # 10 x 8 squares overlapping on 10 x 6
     assert float(row["hd_max_mm"]) == pytest.approx(2.0)

@@ -27,12 +27,14 @@ def test_radconf_planner_and_nnunet_planner_resolve():
     assert "CPUPresetPlanner" in radconf_classes("planner")
 
 
-def test_unknown_name_lists_alternatives():
+def test_unknown_name_shows_close_matches_and_how_to_list_all():
     with pytest.raises(ValueError) as error:
         find_class("nnUNetTrainer_5epoch", "trainer")
     message = str(error.value)
     assert "Did you mean" in message and "nnUNetTrainer_5epochs" in message
-    assert "nnUNetTrainer_1epoch" in message  # the full list follows
+    close = message.split("Did you mean ")[1].split("?")[0].split(", ")
+    assert 1 <= len(close) <= 5 and "radconf_train --list_trainers" in message  # not the ~100 names
+    assert f"List all {len(available_names('trainer'))} trainers" in message
     with pytest.raises(ValueError, match="kind must be one of"):
         find_class("x", "preprocessor")
 

@@ -14,19 +14,16 @@ own ``nnUNet_results``; ``copy_trainer_datasets`` makes such a copy anywhere (e.
 """
 from __future__ import annotations
 
-import importlib
-import multiprocessing.pool
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from tests.conftest import _PLANNING_POOL_MODULES, threaded_inference  # noqa: F401 (used by the trainer tests)
+from tests.conftest import planning_as_threads, threaded_inference  # noqa: F401 (used by the trainer tests)
 
 PLANS = "radconfCPUPlans"
 DATASET_IDS = {"plain": 990, "anatomy": 991, "confidence": 992}
@@ -73,9 +70,7 @@ def quick_planning(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         DatasetFingerprintExtractor,
     )
 
-    threads = SimpleNamespace(get_context=lambda method=None: SimpleNamespace(Pool=multiprocessing.pool.ThreadPool))
-    for module in _PLANNING_POOL_MODULES:
-        monkeypatch.setattr(importlib.import_module(module), "multiprocessing", threads)
+    planning_as_threads(monkeypatch)
     original = DatasetFingerprintExtractor.__init__
 
     def fewer_samples(self, *args, **kwargs):

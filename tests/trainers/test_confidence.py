@@ -44,7 +44,7 @@ def _train(dataset_id: int, trainer: str, *extra: str, configuration: str = "3d_
     with pytest.MonkeyPatch.context() as local:
         local.setenv("nnUNet_n_proc_DA", "0")
         code = train.main([str(dataset_id), configuration, "0", "-tr", trainer, "-p", PLANS, "-device", "cpu",
-                           "--iterations-per-epoch", "2", *extra])
+                           "--iterations_per_epoch", "2", *extra])
     assert code == 0, f"radconf_train {dataset_id} {trainer} {' '.join(extra)} exited {code}"
 
 
@@ -149,7 +149,7 @@ def test_resume_continues_the_epochs(confidence_dirs, capsys):
     fold = _model(confidence_dirs["nnUNet_results"], "ConfidenceTrainer") / "fold_0"
     logs_before = set(fold.glob("training_log_*.txt"))
     capsys.readouterr()
-    _train(DATASET, "ConfidenceTrainer", "--epochs", "2", "--c", "--no-val")
+    _train(DATASET, "ConfidenceTrainer", "--epochs", "2", "--c", "--change_settings", "--no_val")
     resumed = capsys.readouterr().out
     assert "Epoch 1" in resumed and "Epoch 0\n" not in resumed
     new_logs = set(fold.glob("training_log_*.txt")) - logs_before  # nnU-Net's log of the resumed run says so too
@@ -199,12 +199,12 @@ def test_finetuning_from_a_single_reader_model(confidence_dirs, monkeypatch, tmp
         plans_name, _ = plan_and_preprocess(993, planner="CPUPresetPlanner", configurations=("3d_fullres",),
                                             num_processes=1)
     assert plans_name == PLANS
-    _train(993, "ConfidenceTrainer", "--epochs", "1", "--no-val")
+    _train(993, "ConfidenceTrainer", "--epochs", "1", "--no_val")
     pretrained = (confidence_dirs["nnUNet_results"] / single_dataset.name / f"ConfidenceTrainer__{PLANS}__3d_fullres"
                   / "fold_0" / "checkpoint_final.pth")
 
     capsys.readouterr()
-    _train(DATASET, "ConfidenceTrainerUnweighted", "--epochs", "1", "--no-val", "-pretrained_weights", str(pretrained))
+    _train(DATASET, "ConfidenceTrainerUnweighted", "--epochs", "1", "--no_val", "-pretrained_weights", str(pretrained))
     assert "pretrained tensors" in capsys.readouterr().out
 
 
@@ -224,7 +224,7 @@ def test_softmax_baseline_trains_validates_and_predicts(confidence_dirs, tmp_pat
 
 def test_confidence_2p5d_trains_and_predicts_level_maps(confidence_dirs, tmp_path):
     dataset = _dataset(confidence_dirs)
-    _train(DATASET, "ConfidenceTrainer2p5D", "--epochs", "1", "--no-val", configuration="2d")
+    _train(DATASET, "ConfidenceTrainer2p5D", "--epochs", "1", "--no_val", configuration="2d")
     predictions = tmp_path / "predictions_2p5d"
     _predict(DATASET, "ConfidenceTrainer2p5D", dataset / "imagesTs", predictions, "-c", "2d", "--level", "2",
              "--level_probabilities")

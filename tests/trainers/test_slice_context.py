@@ -167,7 +167,7 @@ def test_train_validate_resume_predict_2d(planned_2d, tmp_path):
     # fit a fresh 2.5D network
     logs_before = set(fold.glob("training_log_*.txt"))
     train(990, "2d", 0, trainer="nnUNetTrainerSliceContext5", plans=plans_name, device="cpu", continue_training=True,
-          options=TrainingOptions(epochs=2, iterations_per_epoch=2, validate=False))
+          options=TrainingOptions(epochs=2, iterations_per_epoch=2, validate=False, change_settings=True))
     assert safe_load_checkpoint(fold / "checkpoint_final.pth")["current_epoch"] == 2  # epochs 0 and 1 done
     (resumed_log,) = set(fold.glob("training_log_*.txt")) - logs_before
     assert "Epoch 1" in resumed_log.read_text() and "Epoch 0\n" not in resumed_log.read_text()
