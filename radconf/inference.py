@@ -45,13 +45,21 @@ from radconf.io.cases import (
 from radconf.io.files import atomic_write_json, removed_on_failure
 from radconf.io.locations import check_output_location
 from radconf.models import ModelFiles, ModelSpec, find_model, read_model_json
-from radconf.nnunet_compat.checkpoints import safe_load_checkpoint
+from radconf.nnunet_compat.checkpoints import fold_checkpoints, safe_load_checkpoint
 from radconf.nnunet_compat.workers import workers_as_threads
 from radconf.paths import require_nnunet_paths
 from radconf.raw.entry import RadconfEntry
 from radconf.registry import find_class
 
 DEVICES = ("cpu", "cuda", "mps")
+
+
+def _prediction_fix(path: Path) -> str:
+    """For a corrupt checkpoint at prediction: the other checkpoints of its fold, by ``-chk``."""
+    others = [p.name for p in fold_checkpoints(path.parent) if p.name != path.name]
+    if not others:
+        return "Copy it again, or retrain the fold."
+    return f"Copy it again, or predict with another checkpoint of the fold: -chk {' or -chk '.join(others)}."
 
 
 def load_predictor(spec: ModelSpec, *, device: str | None = None, tile_step_size: float = 0.5,
@@ -68,7 +76,7 @@ def load_predictor(spec: ModelSpec, *, device: str | None = None, tile_step_size
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     model = find_model(spec)
-    checkpoints = [safe_load_checkpoint(path) for path in model.checkpoints()]
+    checkpoints = [safe_load_checkpoint(path, fix=_prediction_fix(path)) for path in model.checkpoints()]
     plans_manager = PlansManager(model.plans)
     dataset_json = model.dataset_json
     configuration_manager = plans_manager.get_configuration(checkpoints[0]["init_args"]["configuration"])

@@ -11,19 +11,15 @@ schedule (e.g. at nearly the initial rate).
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from radconf.devices import make_device
 from radconf.errors import InvalidInput, MissingInput, OutputExists
 from radconf.nnunet_compat.checkpoints import (
-    FLAGS,
     LEGACY_OVERRIDES_FILE,
     SETTINGS_FILE,
     check_checkpoint_origin,
@@ -44,126 +40,17 @@ from radconf.nnunet_compat.checkpoints import (
     validation_checkpoint,
 )
 from radconf.paths import require_nnunet_paths
+from radconf.training_options import (  # noqa: F401 (part of this module's API)
+    TrainingOptions,
+    check_fold,
+    check_settings,
+    declared_settings,
+)
 from radconf.raw.checks import find_dataset_name
-from radconf.registry import find_class, radconf_classes
+from radconf.registry import find_class
 
 if TYPE_CHECKING:
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-_MAX_SEED = 2**32 - 1  # numpy's limit
-
-
-def check_fold(fold: int | str) -> int | str:
-    """``"all"`` or a fold number >= 0 (nnU-Net trains a number beyond its splits on a seeded random 80:20 split).
-
-    Raises:
-        InvalidInput: anything else (a negative number would silently pick a split from the end).
-    """
-    if fold == "all":
-        return "all"
-    if isinstance(fold, numbers.Integral) and not isinstance(fold, bool) and fold >= 0:
-        return int(fold)
-    if isinstance(fold, str) and fold.isascii() and fold.isdigit():
-        return int(fold)
-    raise InvalidInput(f"Fold must be 'all' or a fold number 0, 1, 2, ... (0-4 are nnU-Net's 5 cross-validation "
-                       f"folds; a number beyond the splits trains on a seeded random 80:20 split), got {fold!r}.")
-
-
-def _check_count(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
-    if value is None:
-        return
-    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum
-            or (maximum is not None and value > maximum)):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise InvalidInput(f"{FLAGS.get(name, '--' + name)} must be an integer {bound}, got {value!r}.")
-
-
-def _check_setting_value(name: str, value: Any) -> None:
-    """Refuses values of radconf's known settings that no trainer can use (NaN, negative, a zero sum)."""
-    def finite_non_negative(number) -> bool:
-        return isinstance(number, numbers.Real) and not isinstance(number, bool) and math.isfinite(number) \
-            and number >= 0
-
-    if name == "distance_weight" and not finite_non_negative(value):
-        raise InvalidInput(f"--distance_weight must be a finite number >= 0, got {value!r}.")
-    if name == "class_weights":
-        values = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else [value]
-        if not values or not all(finite_non_negative(v) for v in values) or sum(values) <= 0:
-            raise InvalidInput(f"--ce_weights must be finite numbers >= 0 with a positive sum (one per class, "
-                               f"background first), got {plain(value)!r}.")
-
-
-@dataclass(frozen=True)
-class TrainingOptions:
-    """How one fold trains, whatever the trainer, plus the trainer's own settings.
-
-    Attributes:
-        epochs: overrides the trainer's number of epochs (with ``--c``: the number the run recorded).
-        iterations_per_epoch: overrides training iterations per epoch; validation iterations per epoch become a
-            fifth of it (at least 1), nnU-Net's default ratio.
-        seed: seeds Python's, numpy's and torch's generators before the network is built (nnU-Net does not seed).
-            Runs repeat exactly only with single-process augmentation (``nnUNet_n_proc_DA=0``) on the same machine
-            and software.
-        validate: run nnU-Net's final validation on the fold's validation cases.
-        validate_with_best: validate with ``checkpoint_best.pth`` instead of the final network (``--val_best``).
-        export_npz: save validation probabilities (``--npz``).
-        pretrained_weights: checkpoint whose weights initialise the network.
-        disable_checkpointing: do not write checkpoints.
-        change_settings: with ``--c``, allow epochs, iterations or settings other than those the run recorded.
-        settings: trainer-specific settings by name, each one the trainer declares in ``radconf_settings`` (e.g.
-            ``distance_weight`` of a distance-map head, ``class_weights`` of a class-weighted cross-entropy); a
-            setting left out keeps the trainer's default (or what a resumed run recorded).
-
-    Raises:
-        InvalidInput: a count below 1, a seed outside 0..2**32-1, a NaN or negative weight.
-    """
-
-    epochs: int | None = None
-    iterations_per_epoch: int | None = None
-    seed: int | None = None
-    validate: bool = True
-    validate_with_best: bool = False
-    export_npz: bool = False
-    pretrained_weights: str | Path | None = None
-    disable_checkpointing: bool = False
-    change_settings: bool = False
-    settings: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self):
-        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
-        _check_count("epochs", self.epochs, 1)
-        _check_count("iterations_per_epoch", self.iterations_per_epoch, 1)
-        _check_count("seed", self.seed, 0, _MAX_SEED)
-        for name, value in self.settings.items():
-            _check_setting_value(name, value)
-
-
-def declared_settings(trainer_class: type) -> tuple[str, ...]:
-    """The settings a trainer accepts: the ``radconf_settings`` of the classes along its MRO, in MRO order."""
-    names: list[str] = []
-    for klass in trainer_class.__mro__:
-        names += [n for n in vars(klass).get("radconf_settings", ()) if n not in names]
-    return tuple(names)
-
-
-def check_settings(trainer_class: type, settings: Mapping[str, Any]) -> None:
-    """Refuses settings that ``trainer_class`` does not declare, naming those it accepts and trainers that take them.
-
-    Raises:
-        InvalidInput: an undeclared setting.
-    """
-    accepted = declared_settings(trainer_class)
-    unknown = [name for name in settings if name not in accepted]
-    if not unknown:
-        return
-    hints = []
-    for name in unknown:
-        takers = sorted(n for n, cls in radconf_classes("trainer").items() if name in declared_settings(cls))
-        hints.append(f"{name}: e.g. {', '.join(takers[:3])}" if takers else f"{name}: no radconf trainer")
-    raise InvalidInput(f"Trainer {trainer_class.__name__} does not accept the setting(s) {', '.join(unknown)}; it "
-                       f"accepts {', '.join(accepted) or 'no radconf settings'}. Trainers that take them: "
-                       f"{'; '.join(hints)}.")
-
 
 def configure_trainer(nnunet_trainer: nnUNetTrainer, options: TrainingOptions) -> None:
     """Applies the training length, checkpointing and the (checked) trainer settings of ``options``."""
