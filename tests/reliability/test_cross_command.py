@@ -1,0 +1,160 @@
+"""Cross-command checks on one real tree (the tiny phantom, its preprocessed data and a trained organ model):
+
+* every command that writes refuses an output on or around one of its inputs;
+* every command that reads images, labels, probability archives, checkpoints or tables refuses a truncated one,
+  naming it;
+
+each with exit 2, one ``radconf: error:`` line, no traceback, and the whole tree byte for byte as it was. The tree is
+shared by the module's tests: a refusal may not change it, which each test checks. The area modules next to this one
+test each command's refusals in detail.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ORGAN_TRAINER, PLANS, copy_store, in_process_nnunet
+from tests.reliability.test_arguments_fuzz import COMMANDS
+from tests.reliability.test_prediction_reliability import _member
+
+MODEL = ["-d", "990", "-c", "3d_fullres", "-tr", ORGAN_TRAINER, "-p", PLANS, "-f", "all", "-device", "cpu"]
+RAW = "nnUNet_raw/Dataset990_Phantom"
+FOLD = f"nnUNet_results/Dataset990_Phantom/{ORGAN_TRAINER}__{PLANS}__3d_fullres/fold_all"
+CSV = "case,structure,dice\nphantom_005,bladder,0.8\nphantom_005,rectum,0.7\n"
+
+# command -> argv whose output is on or around an input (paths relative to the tree)
+OUTPUT_OVER_INPUT = {
+    "radconf_predict": ["-i", f"{RAW}/imagesTs", "-o", f"{RAW}/imagesTs", *MODEL],
+    "radconf_ensemble": ["-i", "members/a", "members/b", "-o", "members/a"],
+    "radconf_find_ensemble_weights": ["--folders", "members/a", "members/b", "--reference", "members/reference",
+                                      "-o", "members"],
+    "radconf_evaluate": ["-ref", f"{RAW}/labelsTs", "-pred", "predictions", "-o", "predictions/evaluation"],
+    "radconf_compare": ["tables/comparison.csv", "tables/other.csv", "-o", "tables"],
+    "radconf_fuse_readers": [RAW, "-d", "980", "--readers", "nnUNet_raw"],  # the readers folder holds the output
+    "radconf_anatomy_dataset": [RAW, "-d", "990", "-n", "Phantom", "--anatomy", "bladder", "--overwrite"],
+    "radconf_generate_phantom": ["-o", f"{RAW}/imagesTr", "-d", "982"],
+    "radconf_demo": ["--out", RAW, "--fast"],
+    "radconf_train": ["990", "3d_fullres", "all", "-tr", ORGAN_TRAINER, "-p", PLANS, "-device", "cpu"],
+}
+# commands without a user-given output: plan_and_preprocess writes nnU-Net's preprocessed folder of its dataset
+NO_OUTPUT_FOLDER = {"radconf_plan_and_preprocess"}
+
+# command -> (file to truncate, argv)
+TRUNCATED = {
+    "radconf_predict": (f"{RAW}/imagesTs/phantom_005_0000.nii.gz", ["-i", f"{RAW}/imagesTs", "-o", "out", *MODEL]),
+    "radconf_evaluate": ("predictions/phantom_005.nii.gz", ["-ref", f"{RAW}/labelsTs", "-pred", "predictions",
+                                                            "-o", "out"]),
+    "radconf_fuse_readers": (f"{RAW}/readers/phantom_002/reader1_trial2.nii.gz", [RAW, "-d", "980"]),
+    "radconf_anatomy_dataset": (f"{RAW}/labelsTr/phantom_001.nii.gz", [RAW, "-d", "981", "--anatomy", "bladder"]),
+    "radconf_plan_and_preprocess": (f"{RAW}/imagesTr/phantom_003_0000.nii.gz", ["-d", "990", "--preset", "cpu",
+                                                                                "-np", "1"]),
+    "radconf_ensemble": ("members/b/x.npz", ["-i", "members/a", "members/b", "-o", "out"]),
+    "radconf_find_ensemble_weights": ("members/a/x.npz", ["--folders", "members/a", "members/b", "--reference",
+                                                          "members/reference", "-o", "out"]),
+    "radconf_compare": ("tables/other.csv", ["tables/comparison.csv", "tables/other.csv", "-o", "out"]),
+    "radconf_train": (f"{FOLD}/checkpoint_final.pth", ["990", "3d_fullres", "all", "-tr", ORGAN_TRAINER, "-p", PLANS,
+                                                       "-device", "cpu", "--c"]),
+}
+# the checkpoint at prediction, beside the image case above
+TRUNCATED_CHECKPOINT_AT_PREDICTION = (f"{FOLD}/checkpoint_final.pth", ["-i", f"{RAW}/imagesTs", "-o", "out", *MODEL])
+# commands that read no user file: the phantom and the demo make their own data
+READS_NO_FILE = {"radconf_generate_phantom", "radconf_demo"}
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, organ_store):
+    """The organ store's folders plus prediction members, a perfect prediction and two metric tables."""
+    root = tmp_path_factory.mktemp("cross_command")
+    dirs = {name: root / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for path in dirs.values():
+        path.mkdir()
+    copy_store(organ_store, dirs)
+    for name in ("a", "b"):
+        _member(root / "members" / name)
+    reference = root / "members" / "reference"
+    reference.mkdir()
+    shutil.copy(root / "members" / "a" / "x.nii.gz", reference / "x.nii.gz")
+    shutil.copytree(root / RAW / "labelsTs", root / "predictions")
+    (root / "tables").mkdir()
+    (root / "tables" / "comparison.csv").write_text(CSV)
+    (root / "tables" / "other.csv").write_text(CSV.replace("0.8", "0.75"))
+    return root
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+def _run(tree: Path, command: str, argv: list[str], monkeypatch, capsys) -> str:
+    """Runs the command in the tree; returns its one error message (a line, or a line and the problems it lists)
+    after checking exit 2 and no traceback."""
+    monkeypatch.chdir(tree)
+    with in_process_nnunet(monkeypatch, {n: tree / n for n in ("nnUNet_raw", "nnUNet_preprocessed",
+                                                                 "nnUNet_results")}):
+        try:
+            code = importlib.import_module(COMMANDS[command]).main(argv)
+        except SystemExit as stopped:
+            code = stopped.code
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("radconf: error:")]
+    assert len(errors) == 1, err[-2000:]
+    return "\n".join(lines[errors[0]:])
+
+
+def test_every_command_is_in_the_tables():
+    assert set(COMMANDS) == set(OUTPUT_OVER_INPUT) | NO_OUTPUT_FOLDER
+    assert set(COMMANDS) == set(TRUNCATED) | READS_NO_FILE
+
+
+@pytest.mark.parametrize("command", sorted(OUTPUT_OVER_INPUT))
+def test_no_command_writes_on_or_around_its_inputs(tree, command, monkeypatch, capsys):
+    before = _snapshot(tree)
+    line = _run(tree, command, OUTPUT_OVER_INPUT[command], monkeypatch, capsys)
+    assert any(words in line for words in ("never writes", "would replace", "would overwrite", "no radconf demo wrote",
+                                            "already holds checkpoint", "lies inside the dataset")), line
+    assert _snapshot(tree) == before
+
+
+def _truncate(path: Path) -> bytes:
+    """Cuts ``path`` short the way a partial copy does and returns its original bytes."""
+    data = path.read_bytes()
+    if path.name.endswith(".nii.gz"):  # the decompressed file cut short, compressed again: a valid gzip stream
+        path.write_bytes(gzip.compress(gzip.decompress(data)[:-200]))
+    elif path.suffix == ".csv":
+        path.write_bytes(data[:-6])  # the last row cut inside a cell, no line break
+    else:
+        path.write_bytes(data[: len(data) // 2])
+    return data
+
+
+@pytest.mark.parametrize("case", [*sorted(TRUNCATED), "radconf_predict (checkpoint)"])
+def test_every_command_names_a_truncated_file(tree, case, monkeypatch, capsys):
+    command = case.split()[0]
+    relative, argv = TRUNCATED_CHECKPOINT_AT_PREDICTION if "checkpoint" in case else TRUNCATED[command]
+    path = tree / relative
+    original = _truncate(path)
+    try:
+        before = _snapshot(tree)
+        line = _run(tree, command, argv, monkeypatch, capsys)
+        assert path.name in line and any(w in line for w in ("truncated", "corrupt", "cut", "ends early")), line
+        assert _snapshot(tree) == before and not (tree / "out").exists()
+    finally:
+        path.write_bytes(original)
+
+
+def test_the_tree_is_whole_again(tree):
+    """The module's truncations were undone: the shared tree still holds a loadable npz and a readable CSV."""
+    assert json.loads((tree / "members" / "a" / "dataset.json").read_text())["file_ending"] == ".nii.gz"
+    assert np.load(tree / "members" / "b" / "x.npz")["probabilities"].ndim == 4
+    assert (tree / "tables" / "other.csv").read_text().endswith("\n")
