@@ -3,11 +3,11 @@ checks that its files are there (no checkpoint is loaded) so that a command can 
 before any work starts."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from radconf.errors import InvalidInput, MissingInput
+from radconf.io.dataset_json import read_json_file
 from radconf.raw.checks import dataset_id_of, find_dataset_name
 
 SPEC_FORMAT = "DATASET[:TRAINER[:PLANS[:CONFIGURATION[:FOLDS]]]]"
@@ -100,10 +100,7 @@ def read_model_json(path: Path, what: str, keys: tuple[str, ...] = ()) -> dict:
     """A JSON file of a model folder (dataset.json, plans.json), refused with its name when missing or malformed."""
     if not path.is_file():
         raise MissingInput(f"{path} is missing; the model folder is incomplete (copy it again, or retrain).")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"{path} is not valid JSON ({error}); restore the {what} of this model.") from None
+    data = read_json_file(path, fix=f"or restore the {what} of this model")
     missing = [key for key in keys if not isinstance(data, dict) or key not in data]
     if missing:
         raise InvalidInput(f"{path} has no {', '.join(missing)}; it is not an nnU-Net {what}.")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from radconf.devices import make_device
 from radconf.errors import InvalidInput, MissingInput, OutputExists
+from radconf.io.dataset_json import read_json_file
 from radconf.nnunet_compat.checkpoints import (
     LEGACY_OVERRIDES_FILE,
     SETTINGS_FILE,
@@ -40,14 +41,14 @@ from radconf.nnunet_compat.checkpoints import (
     validation_checkpoint,
 )
 from radconf.paths import require_nnunet_paths
+from radconf.raw.checks import find_dataset_name
+from radconf.registry import find_class
 from radconf.training_options import (  # noqa: F401 (part of this module's API)
     TrainingOptions,
     check_fold,
     check_settings,
     declared_settings,
 )
-from radconf.raw.checks import find_dataset_name
-from radconf.registry import find_class
 
 if TYPE_CHECKING:
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -79,11 +80,7 @@ class _Data:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except ValueError as error:
-        raise InvalidInput(f"{path} is not valid JSON ({error}); restore it, or run radconf_plan_and_preprocess "
-                           f"again.") from None
+    return read_json_file(path, fix="or run radconf_plan_and_preprocess again")
 
 
 def _check_data(dataset: str | int, configuration: str, fold: int | str, trainer_class: type,

@@ -9,7 +9,6 @@ files (``ensemble.json``, dataset.json, plans.json) are written last.
 """
 from __future__ import annotations
 
-import json
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from radconf.ensembles.space import (
 from radconf.ensembles.weights import check_weights, require_same_cases
 from radconf.errors import InvalidInput, MissingInput
 from radconf.io.cases import PredictedCases, split_done
+from radconf.io.dataset_json import read_json_file
 from radconf.io.files import removed_on_failure
 from radconf.io.images import check_image_file, geometry_difference
 from radconf.io.locations import check_output_location
@@ -55,10 +55,7 @@ def find_model_files(folder: Path) -> tuple[dict, dict]:
 
 def read_member_json(path: Path) -> dict:
     """dataset.json or plans.json of a member, refused with its name when malformed."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"{path} is not valid JSON ({error}); copy it again from the model folder.") from None
+    data = read_json_file(path, fix="or copy it again from the model folder")
     if not isinstance(data, dict):
         raise InvalidInput(f"{path} is not an nnU-Net {path.name} (a JSON object); copy it again from the model "
                            f"folder.")

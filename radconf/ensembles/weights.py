@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from radconf.errors import InvalidInput, MissingInput
+from radconf.io.dataset_json import read_json_file
 
 
 def warn_if_fitted_on(cases: Sequence[str], fitted_cases: Sequence[str]) -> None:
@@ -34,11 +35,7 @@ def read_weights(path: str | Path) -> dict:
                            f"wrote into it ({path / 'weights.json'}).")
     if not path.is_file():
         raise MissingInput(f"Weights file {path} does not exist; create it with radconf_find_ensemble_weights.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"{path} is not valid JSON ({error}); write it again with "
-                           f"radconf_find_ensemble_weights.") from None
+    data = read_json_file(path, fix="or write it again with radconf_find_ensemble_weights")
     if not isinstance(data, dict) or not isinstance(data.get("weights"), list) \
             or not isinstance(data.get("members"), list) or not all(isinstance(m, str) for m in data["members"]):
         raise InvalidInput(f"{path} is not a radconf weights file (needs 'members', a list of model specs, and "

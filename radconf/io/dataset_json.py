@@ -13,7 +13,6 @@ import numpy as np
 from radconf.errors import InvalidInput, MissingInput
 from radconf.io.files import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported for the evaluation modules)
 
-
 # ------------------------------------------------------------------------------------------------- dataset.json
 # json's messages -> what usually causes them in a hand-edited file
 _JSON_HINTS = (
@@ -29,8 +28,12 @@ _JSON_HINTS = (
 )
 
 
-def read_json_file(path: str | os.PathLike) -> Any:
-    """Reads a JSON file a user may have edited by hand.
+def read_json_file(path: str | os.PathLike, fix: str = "then run again") -> Any:
+    """Reads a JSON file a user may have edited by hand (or one cut short by a failed copy).
+
+    Args:
+        path: the file.
+        fix: the way out after the syntax hint, e.g. "or copy it again from the model folder".
 
     Raises:
         MissingInput: the file does not exist.
@@ -48,7 +51,7 @@ def read_json_file(path: str | os.PathLike) -> Any:
     except json.JSONDecodeError as error:
         hint = next((h for prefix, h in _JSON_HINTS if error.msg.startswith(prefix)), "fix the syntax there")
         raise InvalidInput(f"{path} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}; "
-                           f"{hint} (python -m json.tool {path} shows the place), then run again.") from None
+                           f"{hint} (python -m json.tool {path} shows the place), {fix}.") from None
 
 
 def load_dataset_json(path: str | os.PathLike) -> dict:

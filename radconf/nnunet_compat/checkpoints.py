@@ -10,7 +10,6 @@ nnU-Net's own path-based one, so a change in nnU-Net fails loudly.
 """
 from __future__ import annotations
 
-import json
 import pickle
 import shutil
 import zipfile
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from radconf.errors import InvalidInput, MissingInput
+from radconf.io.dataset_json import read_json_file
 
 SETTINGS_FILE = "radconf_training_settings.json"
 LEGACY_OVERRIDES_FILE = "radconf_training_overrides.json"  # written when --epochs/--iterations are given; read on --c
@@ -280,11 +280,7 @@ def fold_note(fold: int | str, splits_file: Path, cases: int) -> str | None:
     if fold == "all":
         return None
     if splits_file.is_file():
-        try:
-            splits = json.loads(splits_file.read_text())
-        except (ValueError, OSError) as error:
-            raise InvalidInput(f"{splits_file} is not readable JSON ({error}); fix it, or remove it to let nnU-Net "
-                               f"write its 5-fold split again.") from None
+        splits = read_json_file(splits_file, fix="or remove it to let nnU-Net write its 5-fold split again")
         count = len(splits) if isinstance(splits, list) else 0
     elif cases < 5:
         raise InvalidInput(f"{splits_file.parent.name} has {cases} training cases but nnU-Net's 5-fold split needs at "
@@ -314,11 +310,8 @@ def read_record(folder: Path) -> tuple[dict | None, str]:
     for name in (SETTINGS_FILE, LEGACY_OVERRIDES_FILE):
         path = folder / name
         if path.is_file():
-            try:
-                record = json.loads(path.read_text())
-            except (ValueError, OSError) as error:
-                raise InvalidInput(f"{path} is not readable JSON ({error}); restore it, or remove it to resume "
-                                   f"with the trainer's defaults for what you do not pass.") from None
+            record = read_json_file(path, fix="or remove it to resume with the trainer's defaults for what you do "
+                                    "not pass")
             return {"settings": {}, **record}, str(path)
     return None, ""
 
