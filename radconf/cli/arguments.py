@@ -38,57 +38,25 @@ def _number(kind, text: str):
     return value
 
 
-def finite_float(text: str) -> float:
-    return _number(float, text)
+def _checked(kind, accept, requirement: str, name: str, doc: str):
+    """An argparse type: ``kind`` values for which ``accept(value)`` holds, else "<value> <requirement>"."""
+    def check(text: str):
+        value = _number(kind, text)
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{value:g} {requirement}" if kind is float else f"{value} {requirement}")
+        return value
+
+    check.__name__, check.__doc__ = name, doc
+    return check
 
 
-def positive_int(text: str) -> int:
-    value = _number(int, text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _number(float, text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value:g} must be greater than 0")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = _number(float, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value:g} must be 0 or more")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A number in (0, 1], e.g. the sliding-window step as a fraction of the patch."""
-    value = _number(float, text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{value:g} must be greater than 0 and at most 1")
-    return value
-
-
-def probability(text: str) -> float:
-    """A number in [0, 1]."""
-    value = _number(float, text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{value:g} must be between 0 and 1")
-    return value
-
-
-def dataset_id(text: str) -> int:
-    """The id of a dataset to write: an integer in 1..999 (nnU-Net's range)."""
-    value = _number(int, text)
-    if not 1 <= value <= 999:
-        raise argparse.ArgumentTypeError(f"{value} is not a dataset id: nnU-Net's ids are 1..999")
-    return value
+finite_float = _checked(float, lambda v: True, "", "finite_float", "A finite number.")
+positive_int = _checked(int, lambda v: v >= 1, "must be at least 1", "positive_int", "An integer >= 1 (a count).")
+non_negative_int = _checked(int, lambda v: v >= 0, "must be 0 or more", "non_negative_int", "An integer >= 0.")
+positive_float = _checked(float, lambda v: v > 0, "must be greater than 0", "positive_float", "A number > 0.")
+non_negative_float = _checked(float, lambda v: v >= 0, "must be 0 or more", "non_negative_float", "A number >= 0.")
+fraction = _checked(float, lambda v: 0 < v <= 1, "must be greater than 0 and at most 1", "fraction",
+                    "A number in (0, 1], e.g. the sliding-window step as a fraction of the patch.")
+probability = _checked(float, lambda v: 0 <= v <= 1, "must be between 0 and 1", "probability", "A number in [0, 1].")
+dataset_id = _checked(int, lambda v: 1 <= v <= 999, "is not a dataset id: nnU-Net's ids are 1..999", "dataset_id",
+                      "The id of a dataset to write: an integer in 1..999 (nnU-Net's range).")
