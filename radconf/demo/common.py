@@ -1,16 +1,18 @@
 """What every stage of the demo shares: names of plans and trainers, the settings, the stage timer, and the
-``radconf_*`` commands run in child processes.
+``radconf_*`` commands, run in the demo's own process with their output in the demo log.
 
 :mod:`.pipeline` runs the demo and calls :mod:`.confidence` and :mod:`.report`; all three import this module and
 never each other the other way round.
 """
 from __future__ import annotations
 
-import subprocess
+import io
+import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,34 +107,69 @@ class CommandContext:
     settings: DemoSettings
 
 
+class _LogStream(io.TextIOBase):
+    """stdout/stderr of a command run in this process: every line goes to the demo log; lines matching the progress
+    pattern advance the bar."""
+
+    def __init__(self, handle, bar, pattern: str | None):
+        self.handle, self.bar, self.pattern, self.pending = handle, bar, pattern, ""
+
+    def write(self, text: str) -> int:
+        self.handle.write(text)
+        if self.bar is not None:
+            *lines, self.pending = (self.pending + text).split("\n")
+            self.bar.update(sum(1 for line in lines if re.search(self.pattern, line)))
+        return len(text)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+@contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """``variables`` in this process's environment for the block (nnU-Net reads its folders from there, also in the
+    workers it spawns); the earlier values are restored after."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run_command(arguments: list[str], environment: dict[str, str], log: Path, progress: tuple[str, int, str] | None
                  = None) -> None:
-    """Runs one radconf command in a child process; its output goes to the demo log.
+    """Runs one radconf command, ``main(argv)`` of its module, in this process; its output goes to the demo log.
+
+    In this process, not a child: each child would import torch and nnU-Net first (about 7 s on 2 cores, nine
+    times per demo). The command is the same code as its console script, with the same arguments.
 
     Args:
-        arguments: module and arguments (run as ``python -m``).
-        environment: variables added to this process's environment for the child.
+        arguments: module and arguments (as for ``python -m``).
+        environment: variables set in this process's environment while the command runs.
         log: the demo log.
         progress: (description, total, regex) - a tqdm bar advanced by every output line matching the regex.
     """
-    import os
-    import re
+    import importlib
 
     from tqdm import tqdm
 
     shown = " ".join(["radconf_" + arguments[0].rsplit(".", 1)[-1], *arguments[1:]])
     print(f"$ {shown}", flush=True)
-    bar = tqdm(total=progress[1], desc=progress[0], unit="step") if progress else None
-    with open(log, "a", encoding="utf-8") as handle:
+    bar = tqdm(total=progress[1], desc=progress[0], unit="step", file=sys.stderr) if progress else None
+    command = importlib.import_module(arguments[0])
+    with open(log, "a", encoding="utf-8") as handle, _environment(environment):
         handle.write(f"\n$ {shown}\n")
-        handle.flush()
-        process = subprocess.Popen([sys.executable, "-m", *arguments], env={**os.environ, **environment},
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        for line in process.stdout:
-            handle.write(line)
-            if bar is not None and re.search(progress[2], line):
-                bar.update(1)
-        returncode = process.wait()
+        stream = _LogStream(handle, bar, progress[2] if progress else None)
+        with redirect_stdout(stream), redirect_stderr(stream):
+            try:
+                returncode = command.main(arguments[1:])
+            except SystemExit as stopped:  # argparse
+                returncode = stopped.code
     if bar is not None:
         bar.close()
     if returncode != 0:
