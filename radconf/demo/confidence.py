@@ -45,8 +45,9 @@ def run_confidence_workflow(phantom, settings, environment: dict[str, str], log:
     dataset_id = str(settings.confidence_dataset_id)
     raw = Path(environment["nnUNet_raw"])
     with stage("fuse_readers"):
+        # --overwrite: a rerun of the demo fuses the same phantom again into its own folder (the same dataset)
         run_command(["radconf.cli.fuse_readers", str(phantom.folder), "-d", dataset_id, "-n", "PhantomConfidence",
-                     "--structure", "GTV"], environment, log)
+                     "--structure", "GTV", "--overwrite"], environment, log)
     dataset = next(raw.glob(f"Dataset{settings.confidence_dataset_id:03d}_*"))
     with stage("plan_confidence"):
         plan_dataset(context, dataset_id)
