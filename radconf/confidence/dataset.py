@@ -83,9 +83,6 @@ def _read_mask(path: Path, geometry: Geometry, threshold: float | None) -> tuple
     difference = geometry_difference(geometry, Geometry.of(image))
     if difference:
         raise InvalidInput(f"Mask {path} does not match its case's image: {difference}. {RESAMPLE_HINT}")
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InvalidInput(f"Mask {path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; masks must "
-                         f"be scalar binary images.")
     binary = binarise(sitk.GetArrayViewFromImage(image), path, threshold)
     box = _bounding_box(binary)
     return box, (np.array(binary[box], dtype=bool) if box else np.zeros((0,) * binary.ndim, bool))

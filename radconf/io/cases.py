@@ -138,16 +138,17 @@ def check_case_images(folder: Path, channels: dict[str, list[int]], file_ending:
                       dimensions: Sequence[int] = (2, 3)) -> None:
     """Checks every image ``CASE_XXXX<ending>`` of ``channels`` (case -> channel indices) in ``folder``: whole,
     finite, of one of ``dimensions`` and on the grid of the case's first channel."""
-    from radconf.io.images import check_image_file, geometry_difference, read_header
+    from radconf.io.images import Geometry, checked_header, geometry_difference
 
     for case, indices in channels.items():
         first = None
         for channel in indices:
             path = Path(folder) / f"{case}_{channel:04d}{file_ending}"
-            geometry = check_image_file(path)
+            header = checked_header(path)
+            geometry = Geometry.of(header)
             if len(geometry.size) not in dimensions:
                 raise InvalidInput(_dimension_problem(path, case, geometry.size, dimensions, file_ending))
-            components = read_header(path).GetNumberOfComponents()
+            components = header.GetNumberOfComponents()
             if components != 1:
                 raise InvalidInput(f"{path} has {components} values per voxel (a vector or colour image); radconf "
                                    f"reads one scalar image per channel ({case}_0000{file_ending}, "

@@ -115,10 +115,12 @@ def check_image_file(path: str | os.PathLike) -> Geometry:
     Raises:
         InvalidInput: unreadable, truncated, or NaN/infinite voxels, naming the file.
     """
-    return Geometry.of(_checked_reader(Path(path)))
+    return Geometry.of(checked_header(Path(path)))
 
 
-def _checked_reader(path: Path):
+def checked_header(path: Path):
+    """:func:`check_image_file`, returning the ``sitk.ImageFileReader`` with the header read (for callers that need
+    more of the header than the grid, e.g. the components per voxel)."""
     import SimpleITK as sitk
 
     reader = read_header(path)
@@ -139,7 +141,7 @@ def check_volume_file(path: str | os.PathLike, what: str = "image") -> Geometry:
         InvalidInput: unreadable, truncated, NaN/infinite voxels, 4D, or several components per voxel, naming the file.
     """
     path = Path(path)
-    reader = _checked_reader(path)
+    reader = checked_header(path)
     geometry = Geometry.of(reader)
     if len(geometry.size) not in SPATIAL_DIMENSIONS:
         raise InvalidInput(f"{path} is a {len(geometry.size)}D {what} (size {geometry.size}); nnU-Net reads every image "
