@@ -20,7 +20,7 @@ from radconf.evaluation.result import EvaluationWarning
 from radconf.evaluation.surface import HD_CONVENTIONS
 from radconf.io.cases import format_case_list, list_cases
 from radconf.io.dataset_json import parse_labels
-from radconf.io.locations import output_conflict
+from radconf.io.locations import check_output_location
 from radconf.raw.entry import RadconfEntry
 
 
@@ -95,11 +95,9 @@ def check_folders(reference_dir: Path, prediction_dir: Path, output_dir: str | o
                            f"itself. Give the folder of the predictions with -pred.")
     if output_dir is None:
         return
-    for flag, folder in (("-ref", reference_dir), ("-pred", prediction_dir)):
-        relation = output_conflict(output_dir, folder)
-        if relation in ("is", "contains"):
-            raise InvalidInput(f"-o {output_dir} {relation} the input folder {flag} ({folder}); radconf never writes "
-                               f"into or around its inputs. Choose an output folder outside it (e.g. a sibling).")
+    check_output_location(output_dir, [("the input folder -ref", reference_dir), ("the input folder -pred",
+                                                                                 prediction_dir)],
+                          relations=("is", "contains"), fix="Choose an output folder outside it (e.g. a sibling).")
 
 
 def check_file_ending(ending: str, where: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from radconf.errors import InvalidInput, OutputExists
-from radconf.io.locations import output_conflict
+from radconf.io.locations import check_output_location
 from radconf.raw.checks import resolve_source_folder
 
 MAX_SHOWN = 30
@@ -127,12 +127,8 @@ def check_output_dataset(folder: Path, dataset_id: int, inputs: Sequence[tuple[s
         command: the command's name, for the messages.
         written_by_command: whether an existing folder is ``command``'s output.
     """
-    for what, other in inputs:
-        relation = output_conflict(folder, other) if other is not None else None
-        if relation is not None:
-            raise InvalidInput(f"The new dataset {folder} {relation} {what} ({other}); radconf never writes into or "
-                               f"around its inputs. Pick another dataset id (-d) or name (-n), or move {what} out of "
-                               f"it.")
+    check_output_location(folder, inputs, subject=f"The new dataset {folder}",
+                          fix="Pick another dataset id (-d) or name (-n), or move {what} out of it.")
     check_dataset_id(folder, dataset_id)
     if folder.exists() or folder.is_symlink():
         if folder.is_symlink() or not written_by_command(folder):
