@@ -11,7 +11,6 @@ nnU-Net's own path-based one, so a change in nnU-Net fails loudly.
 from __future__ import annotations
 
 import pickle
-import shutil
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from typing import Any
 
 from radconf.errors import InvalidInput, MissingInput
 from radconf.io.dataset_json import read_json_file
+from radconf.io.files import removed_on_failure
 
 SETTINGS_FILE = "radconf_training_settings.json"
 LEGACY_OVERRIDES_FILE = "radconf_training_overrides.json"  # written when --epochs/--iterations are given; read on --c
@@ -357,27 +357,15 @@ def resumed_values(given: Mapping[str, Any], record: dict | None, source: str,
 
 @contextmanager
 def fold_folder_as_found(folder: Path) -> Iterator[None]:
-    """Undoes what a failed start wrote: the folders it created above and at ``folder``, or the files it added or
-    changed in a fold folder that was there (its small JSON records are restored)."""
-    top = None
-    while not folder.exists():
-        top, folder = folder, folder.parent
-    before = set() if top else {p.name for p in folder.iterdir()}
-    records = {} if top else {p.name: p.read_bytes() for p in folder.glob("*.json") if p.stat().st_size < 2**20}
+    """Undoes what a failed start wrote: what it created (:func:`radconf.io.files.removed_on_failure`), and the small
+    JSON records of a fold folder that was there, restored."""
+    records = {p.name: p.read_bytes() for p in folder.glob("*.json") if p.stat().st_size < 2**20} \
+        if folder.is_dir() else {}
     try:
-        yield
+        with removed_on_failure(folder):
+            yield
     except BaseException:
-        if top is not None:
-            shutil.rmtree(top, ignore_errors=True)
-        else:
-            for path in folder.iterdir():
-                if path.name in before:
-                    continue
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-            for name, content in records.items():
-                if not (folder / name).is_file() or (folder / name).read_bytes() != content:
-                    (folder / name).write_bytes(content)
+        for name, content in records.items():
+            if not (folder / name).is_file() or (folder / name).read_bytes() != content:
+                (folder / name).write_bytes(content)
         raise
