@@ -32,7 +32,7 @@ from radconf.io.files import (
     staged_folder,
 )
 from radconf.io.images import array_to_image
-from radconf.raw.derived import check_dataset_name, dataset_id_users, free_dataset_id
+from radconf.raw.derived import check_dataset_id, check_dataset_name
 
 MARKER = "radconf_phantom.json"
 MIN_VOXELS_PER_AXIS = 8  # coarser grids leave the organs a voxel or two
@@ -106,11 +106,7 @@ def output_is_reusable(folder: Path, dataset_id: int, marker_name: str, params: 
     """Whether ``folder`` already holds this output (its marker file equals ``params``); False if it is to be
     written. Refuses (FileExistsError) an id used by another dataset, a folder not made by ``maker``, and one made with
     other parameters unless ``overwrite``."""
-    others = dataset_id_users(dataset_id, folder.parent, folder.name.split("_", 1)[1])
-    if others:
-        free = free_dataset_id(dataset_id, folder.parent)
-        raise OutputExists(f"Dataset id {dataset_id} is already used by {others[0]}. Pick another id"
-                           + (f" (e.g. {id_flag} {free})" if free else "") + " or another nnUNet_raw folder.")
+    check_dataset_id(folder, dataset_id, id_flag)
     if not folder.exists() and not folder.is_symlink():
         return False
     marker = folder / marker_name
