@@ -50,6 +50,7 @@ setup(
         "SimpleITK>=2.2",
         "numpy>=1.24",
         "scipy>=1.10",
+        "edt>=2.3",  # exact anisotropic distance transforms, multi-threaded (whole-case distance-head targets)
         "matplotlib>=3.6",
         "tqdm>=4.60",
     ],

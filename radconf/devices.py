@@ -41,10 +41,17 @@ def make_device(name: str | None):
     return torch.device(name)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one, else every core)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else multiprocessing.cpu_count()
+
+
 def configure_threads(name: str | None) -> None:
     """nnU-Net's thread settings for a device, applied once per process (later calls change nothing).
 
-    CPU: torch uses every core. CUDA: one intra-op and one inter-op thread (the GPU does the work; more threads only
+    CPU: torch uses every core this process may run on (its CPU affinity, e.g. under ``taskset``). CUDA: one intra-op and one inter-op thread (the GPU does the work; more threads only
     contend with the data-loading workers).
     """
     import torch
@@ -53,7 +60,7 @@ def configure_threads(name: str | None) -> None:
         return
     name = name or default_device()
     if name == "cpu":
-        torch.set_num_threads(multiprocessing.cpu_count())
+        torch.set_num_threads(usable_cores())
     elif name == "cuda":
         torch.set_num_threads(1)
         torch.set_num_interop_threads(1)

@@ -8,10 +8,10 @@
   segmentation exactly as nnU-Net's (deep supervision list in training, one tensor at inference), so nnU-Net's
   loss, pseudo-Dice, validation, predictor and export are unchanged; the distance prediction of the last forward
   pass waits in ``network.last_distance``.
-- target: computed per training patch after augmentation (``DistanceTargetTransform``), so it always matches the
-  augmented labels: distance in mm at the configuration's spacing, 0 inside (or signed), normalised d / (d + 20 mm).
-  Only voxels whose distance the patch certifies (``radconf.distance_maps.certified_distance``) enter the loss; the
-  others' nearest structure voxel could lie outside the patch.
+- target: the distance in mm at the configuration's spacing, 0 inside (or signed), normalised d / (d + 20 mm), for
+  every voxel of every patch (``radconf.trainers.distance_targets``): exact where the augmented patch certifies it,
+  elsewhere the case's whole distance map (computed once, cached next to the preprocessed data) carried through
+  nnU-Net's augmentation and bounded by what the patch proves.
 - loss: nnU-Net's segmentation loss (deep supervision included) + ``distance_weight`` * MSE(sigmoid(head), target)
   (tanh for signed maps) at full resolution.
 """
@@ -20,19 +20,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
-from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from radconf.trainers.distance_targets import (
+    DistanceTargetTransform,
+    with_distance_targets,
+)
+from radconf.trainers.no_augmentation import no_augmentation
 from torch import nn
 
-from radconf.anatomy.distance import certified_distance, normalise_distance
+from radconf.anatomy.distance_targets import DistanceMapStore, distance_map_folder
 from radconf.errors import InvalidInput
 from radconf.losses import masked_mse
 from radconf.nnunet_compat.checkpoints import unwrap_network
-from radconf.trainers.no_augmentation import no_augmentation
+from radconf.nnunet_compat.extra_channels import (
+    WithSegmentationChannels,
+    segmentation_file,
+)
 
 DISTANCE_SETTINGS_FILE = "distance_head.json"
 
@@ -66,35 +72,6 @@ class DistanceHeadNetwork(nn.Module):
         segmentation = self.decoder(skips)
         self.last_distance = self.distance_decoder(skips) if self.training or self.decoder.deep_supervision else None
         return segmentation
-
-
-class DistanceTargetTransform(BasicTransform):
-    """Appends the distance targets to the full-resolution segmentation: ``[labels, d_1..d_T, valid_1..valid_T]``.
-
-    Runs last, after nnU-Net's deep-supervision downsampling; the full-resolution target becomes float32 (the label
-    values stay exact) and the lower resolutions are untouched.
-    """
-
-    def __init__(self, labels, spacing, signed: bool, scale_mm: float):
-        super().__init__()
-        self.labels, self.spacing, self.signed, self.scale_mm = list(labels), tuple(spacing), signed, scale_mm
-
-    def apply(self, data_dict, **params):
-        segmentation = data_dict["segmentation"]
-        full = segmentation[0] if isinstance(segmentation, list) else segmentation
-        label_map = full[0].numpy()
-        distances, valids = [], []
-        for label in self.labels:
-            distance, valid = certified_distance(label_map == label, self.spacing, self.signed)
-            distances.append(normalise_distance(np.where(valid, distance, 0), self.scale_mm))
-            valids.append(valid)
-        targets = torch.from_numpy(np.stack(distances + valids).astype(np.float32))
-        full = torch.cat([full.float(), targets])
-        if isinstance(segmentation, list):
-            data_dict["segmentation"] = [full, *segmentation[1:]]
-        else:
-            data_dict["segmentation"] = full
-        return data_dict
 
 
 class SegmentationWithDistanceLoss(nn.Module):
@@ -184,20 +161,38 @@ class DistanceHeadMixin:
     def _network_module(self) -> DistanceHeadNetwork:
         return unwrap_network(self.network)
 
-    def _distance_target_transform(self) -> DistanceTargetTransform:
-        spacing = self.configuration_manager.spacing[-len(self.configuration_manager.patch_size):]
-        return DistanceTargetTransform(self.label_manager.foreground_labels, spacing, self.signed_distance,
-                                       self.distance_scale_mm)
+    def _distance_spacing(self) -> list[float]:
+        return list(self.configuration_manager.spacing[-len(self.configuration_manager.patch_size):])
+
+    def _with_distance_targets(self, transforms):
+        target = DistanceTargetTransform(self.label_manager.foreground_labels, self._distance_spacing(),
+                                         self.signed_distance, self.distance_scale_mm)
+        return with_distance_targets(transforms, len(self.label_manager.foreground_labels), target)
 
     def get_training_transforms(self, *args, **kwargs):
-        transforms = super().get_training_transforms(*args, **kwargs)
-        transforms.transforms.append(self._distance_target_transform())
-        return transforms
+        return self._with_distance_targets(super().get_training_transforms(*args, **kwargs))
 
     def get_validation_transforms(self, *args, **kwargs):
-        transforms = super().get_validation_transforms(*args, **kwargs)
-        transforms.transforms.append(self._distance_target_transform())
-        return transforms
+        return self._with_distance_targets(super().get_validation_transforms(*args, **kwargs))
+
+    def get_tr_and_val_datasets(self):
+        """nnU-Net's datasets, whose segmentations carry each case's whole distance maps (computed if missing)."""
+        training, validation = super().get_tr_and_val_datasets()
+        store = DistanceMapStore(distance_map_folder(self.preprocessed_dataset_folder_base,
+                                                     self.configuration_manager.data_identifier),
+                                 self.label_manager.foreground_labels, self._distance_spacing())
+        if self.local_rank == 0:
+            cases = sorted(set(training.identifiers) | set(validation.identifiers))
+            computed = store.ensure(cases, self._preprocessed_segmentation,
+                                    lambda case: segmentation_file(self.preprocessed_dataset_folder, case))
+            self.print_to_log_file(f"radconf distance maps: {computed} computed, {len(cases) - computed} reused "
+                                   f"({store.folder})")
+        if self.is_ddp:
+            torch.distributed.barrier()
+        return WithSegmentationChannels(training, store.load), WithSegmentationChannels(validation, store.load)
+
+    def _preprocessed_segmentation(self, case: str):
+        return self.dataset_class(self.preprocessed_dataset_folder, [case]).load_case(case)[1]
 
     def _split_distance_target(self, batch: dict) -> dict:
         target = batch["target"]

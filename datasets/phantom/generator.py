@@ -3,9 +3,15 @@
 Geometry is defined in millimetres, so the same case can be rendered at any resolution; ``PhantomConfig.spacing``
 only sets how finely it is sampled. Axes are numpy (z, y, x) = (inferior->superior, anterior->posterior,
 patient right->left), matching an identity-direction LPS image written by SimpleITK.
+
+``PhantomConfig.anatomy_scale`` enlarges or shrinks the anatomy (sizes and positions) within the same field of view:
+the anatomy is drawn on a grid of spacing ``spacing / anatomy_scale``, while the image grid, the scanner's noise, the
+CTV margins and the readers' contouring errors stay in real millimetres.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -19,6 +25,10 @@ from radconf.datasets.phantom.shapes import (
     smooth_field,
 )
 from scipy import ndimage
+
+from radconf.errors import InvalidInput
+
+ANATOMY_SCALE_RANGE = (0.5, 2.0)
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,8 @@ class PhantomConfig:
         ctv_margin_longitudinal_mm: CTV margin along z.
         readers: how the simulated readers contour the GTV.
         label_femoral_heads: also label the femoral heads (left/right; see ``anatomy`` for the caveats).
+        anatomy_scale: factor on every anatomical size and position (mm), 0.5 to 2.0 (e.g. 1.1: a 10 % larger
+            patient); the field of view, the spacing and the CTV margins are physical mm and stay as they are.
     """
 
     seed: int = 0
@@ -46,9 +58,23 @@ class PhantomConfig:
     ctv_margin_longitudinal_mm: float = 15.0
     readers: ReaderModel = field(default_factory=ReaderModel)
     label_femoral_heads: bool = False
+    anatomy_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        scale = self.anatomy_scale
+        low, high = ANATOMY_SCALE_RANGE
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale) \
+                or not low <= scale <= high:
+            raise InvalidInput(f"anatomy_scale must be a number from {low:g} to {high:g} (1.0: the standard "
+                               f"anatomy), got {scale!r}.")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The parameters as plain data; ``anatomy_scale`` only when it is not 1.0, so that the records of phantoms
+        written before it existed still match."""
+        parameters = asdict(self)
+        if self.anatomy_scale == 1.0:
+            del parameters["anatomy_scale"]
+        return parameters
 
 
 @dataclass
@@ -135,8 +161,10 @@ def _output_labels(tissue: np.ndarray, label_femoral_heads: bool) -> np.ndarray:
     return lookup[tissue]
 
 
-def _render_ct(masks: dict[str, np.ndarray], tissue: np.ndarray, grid: Grid, noise_hu: float,
+def _render_ct(masks: dict[str, np.ndarray], tissue: np.ndarray, grid: Grid, anatomy_grid: Grid, noise_hu: float,
                rng: np.random.Generator) -> np.ndarray:
+    """CT in HU: tissue values, tumour texture (anatomy mm, ``anatomy_grid``), blur, image noise and a slow
+    intensity drift (scanner properties, real mm, ``grid``)."""
     hu = np.full(grid.shape, anatomy.AIR_HU, np.float32)
     hu[masks["body"]] = anatomy.FAT_HU
     hu[masks["abdominal_wall"]] = 48.0
@@ -149,7 +177,7 @@ def _render_ct(masks: dict[str, np.ndarray], tissue: np.ndarray, grid: Grid, noi
         hu[_is(tissue, name)] = anatomy.structure_by_name(name).hu
     hu[masks["rectal_gas"] & _is(tissue, "rectum")] = anatomy.GAS_HU
     gtv = _is(tissue, "gtv")
-    texture = smooth_field(grid.shape, grid.spacing, 4.0, rng)
+    texture = smooth_field(grid.shape, anatomy_grid.spacing, 4.0, rng)
     hu[gtv] = anatomy.structure_by_name("gtv").hu + 8.0 * texture[gtv]
     hu = ndimage.gaussian_filter(hu, sigma=[0.4 / s * min(grid.spacing) for s in grid.spacing])
     hu += noise_hu * smooth_field(grid.shape, grid.spacing, 0.8, rng)
@@ -186,14 +214,16 @@ def generate_case(config: PhantomConfig, index: int, prefix: str = "phantom") ->
     """
     rng = np.random.default_rng([config.seed, index])
     spacing = case_spacing(config, rng)
-    shape = tuple(int(round(f / s)) for f, s in zip(config.field_of_view_mm, spacing))
+    shape = tuple(int(np.rint(f / s)) for f, s in zip(config.field_of_view_mm, spacing))
     grid = Grid(shape=shape, spacing=spacing)
-    masks = _anatomy_masks(grid, rng)
+    scale = config.anatomy_scale  # anatomy drawn on a finer (>1) or coarser grid appears scaled in the real image
+    anatomy_grid = grid if scale == 1.0 else Grid(shape=shape, spacing=tuple(s / scale for s in spacing))
+    masks = _anatomy_masks(anatomy_grid, rng)
     tissue = _tissue_map(masks)
     labels = _output_labels(tissue, config.label_femoral_heads)
-    image = _render_ct(masks, tissue, grid, config.noise_hu, rng)
-    ctv = _ctv(masks, tissue, config, spacing)
-    readers = simulate_readers(masks["gtv_distance_mm"], spacing, config.readers,
-                               dataset_seed=config.seed, rng=rng)
+    image = _render_ct(masks, tissue, grid, anatomy_grid, config.noise_hu, rng)
+    ctv = _ctv(masks, tissue, config, spacing)  # margins in real mm
+    gtv_distance_mm = masks["gtv_distance_mm"] if scale == 1.0 else masks["gtv_distance_mm"] * np.float32(scale)
+    readers = simulate_readers(gtv_distance_mm, spacing, config.readers, dataset_seed=config.seed, rng=rng)
     return PhantomCase(case_id=f"{prefix}_{index:03d}", spacing=spacing, image=image, labels=labels, ctv=ctv,
                        reader_masks=readers)

@@ -11,6 +11,8 @@ from radconf.datasets.phantom.anatomy import GTV_LABEL, LABELS_WITH_FEMORAL_HEAD
 from radconf.datasets.phantom.readers import reader_biases
 from radconf.datasets.phantom.writer import MARKER, write_phantom_dataset
 
+from radconf.errors import InvalidInput
+
 CONFIG = PhantomConfig(seed=7, spacing=(5.0, 3.0, 3.0))
 
 
@@ -135,3 +137,37 @@ def test_rerun_reuses_and_never_touches_foreign_folders(tmp_path):
     assert (foreign / "mine.txt").read_text() == "user data"
     with pytest.raises(FileExistsError, match="already used"):
         write_phantom_dataset(tmp_path, dataset_id=44, name="Other", config=CONFIG, show_progress=False)
+
+
+def _assert_same_case(a, b) -> None:
+    assert a.spacing == b.spacing
+    for name in ("image", "labels", "ctv"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y), name
+    assert a.reader_masks.keys() == b.reader_masks.keys()
+    assert all(np.array_equal(a.reader_masks[k], b.reader_masks[k]) for k in a.reader_masks)
+
+
+def test_anatomy_scale_one_is_the_default_phantom():
+    _assert_same_case(generate_case(PhantomConfig(anatomy_scale=1.0), 0), generate_case(PhantomConfig(), 0))
+    # records of phantoms written before the option existed still match (reruns reuse them)
+    assert PhantomConfig(anatomy_scale=1.0).to_dict() == PhantomConfig().to_dict()
+    assert "anatomy_scale" not in PhantomConfig().to_dict()
+    assert PhantomConfig(anatomy_scale=1.1).to_dict()["anatomy_scale"] == 1.1
+
+
+def test_anatomy_scale_enlarges_the_anatomy_in_the_same_field_of_view():
+    base, big = generate_case(PhantomConfig(), 0), generate_case(PhantomConfig(anatomy_scale=1.2), 0)
+    assert big.spacing == base.spacing and big.image.shape == base.image.shape  # real grid unchanged
+    voxel_mm3 = float(np.prod(base.spacing))
+    bladder = LABELS["bladder"]
+    ratio = (big.labels == bladder).sum() * voxel_mm3 / ((base.labels == bladder).sum() * voxel_mm3)
+    assert abs(ratio / 1.2 ** 3 - 1) < 0.10, ratio
+    assert not np.array_equal(big.image, base.image)
+
+
+@pytest.mark.parametrize("scale", [0.4, 2.5, float("nan"), float("inf"), "1.1", True, None])
+def test_anatomy_scale_outside_its_range_is_refused(scale):
+    with pytest.raises(InvalidInput, match=r"anatomy_scale .*0\.5 to 2") as caught:
+        PhantomConfig(anatomy_scale=scale)
+    assert repr(scale) in str(caught.value)

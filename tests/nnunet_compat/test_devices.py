@@ -52,6 +52,19 @@ def test_thread_settings_apply_once_per_process(strict_cuda):
     assert strict_cuda == [1]
 
 
+def test_cpu_threads_follow_the_cores_the_process_may_use(monkeypatch: pytest.MonkeyPatch):
+    """Under ``taskset -c 0`` (affinity of one core on a larger machine) torch gets one thread, not one per core."""
+    import os
+
+    counts: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", counts.append)
+    monkeypatch.setattr(radconf.devices, "_configured", [])
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(radconf.devices.multiprocessing, "cpu_count", lambda: 16)
+    configure_threads("cpu")
+    assert counts == [1]
+
+
 def _fake_trained_model(planned, trainer_name: str = "nnUNetTrainer") -> str:
     """A model folder with an untrained fold 'all' checkpoint (device setup only needs a loadable model)."""
     from radconf.paths import require_nnunet_paths
