@@ -3,5 +3,7 @@
 - ``checkpoints``: safe checkpoint loading, trainer-state restore (nnU-Net's dict branch is broken in 2.8.1),
   the plain network under DDP/``torch.compile`` wrappers;
 - ``substitution``: a data loader or predictor class swapped into nnU-Net's trainer module for one call;
-- ``export``: logits -> probabilities on the image grid with nnU-Net's export function.
+- ``export``: logits -> probabilities on the image grid with nnU-Net's export function;
+- ``workers``: nnU-Net's spawned planning and inference workers as threads of the command (``-np 1``);
+- ``extra_channels``: int16 channels stacked onto a dataset's segmentation, cropped with the patch by nnU-Net's loader.
 """

@@ -1,5 +1,5 @@
 """The exported distance map measures distance, also far from the structure: a tiny ``DistanceMapTrainerNoDA`` trained
-for a few iterations on a single-sphere phantom whose cases are larger than the training patch.
+for 50 iterations on a single-sphere phantom whose cases are larger than the training patch.
 
 Case 72 x 96 x 96 mm, patch 36 x 48 x 48 mm: a patch certifies the distance of a voxel only up to ~18 mm from its
 edge, so a head taught only what the patch certifies never sees the far voxels (with the same budget it put their
@@ -70,8 +70,8 @@ def test_a_few_iterations_give_a_map_that_grows_with_distance_and_never_calls_fa
     assert plan_and_preprocess.main(["-d", "995", "--preset", "cpu", "-c", "3d_fullres", "-np", "1"]) == 0
     _smaller_patch(in_process["nnUNet_preprocessed"])
     trainer = "DistanceMapTrainerNoDA"
-    train_in_process(["995", "3d_fullres", "all", "-tr", trainer, "-p", PLANS, "-device", "cpu", "--epochs", "4",
-                      "--iterations_per_epoch", "15", "--seed", "0", "--no_val"])
+    train_in_process(["995", "3d_fullres", "all", "-tr", trainer, "-p", PLANS, "-device", "cpu", "--epochs", "2",
+                      "--iterations_per_epoch", "25", "--seed", "0", "--no_val"])
     out = tmp_path / "predicted"
     assert predict.main(["-i", str(folder / "imagesTs"), "-o", str(out), "-d", "995", "-tr", trainer, "-p", PLANS,
                          "-f", "all", "-device", "cpu", "--disable_tta", "-np", "1", "--save_distance"]) == 0
