@@ -2,8 +2,9 @@
 for 50 iterations on a single-sphere phantom whose cases are larger than the training patch.
 
 Case 72 x 96 x 96 mm, patch 36 x 48 x 48 mm: a patch certifies the distance of a voxel only up to ~18 mm from its
-edge, so a head taught only what the patch certifies never sees the far voxels (with the same budget it put their
-median at about 7 mm). Every command runs in-process through ``main(argv)``.
+edge, so a head taught only what the patch certifies never sees the far voxels (with the same budget it predicted
+6 % of the voxels beyond 20 mm below 2 mm; this model: 0.2 %, far median 16 mm). Every command runs in-process
+through ``main(argv)``.
 """
 from __future__ import annotations
 
@@ -88,5 +89,5 @@ def test_a_few_iterations_give_a_map_that_grows_with_distance_and_never_calls_fa
                                                                                                 (10, 20))]
         assert np.median(predicted[truth == 0]) < band_medians[0] < band_medians[1] < band_medians[2], band_medians
         assert np.mean(predicted[far] < 2.0) < 0.05, f"{case}: far voxels predicted as (almost) inside"
-        # the head taught only certified voxels put them at ~7 mm here: far voxels must read as far
+        # far voxels must read as far, not merely as outside
         assert np.median(predicted[far]) > 10.0, f"{case}: median far prediction {np.median(predicted[far]):.1f} mm"
