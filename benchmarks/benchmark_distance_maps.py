@@ -135,19 +135,16 @@ def read_case(reference: Path, prediction: Path) -> tuple[np.ndarray, np.ndarray
 
     from radconf.anatomy.distance import distance_to_structure
     from radconf.errors import InvalidInput
-    from radconf.io.images import check_image_file
+    from radconf.io.images import check_image_file, geometry_difference
 
-    try:
-        for path in (reference, prediction):
-            check_image_file(path)  # whole file; float voxels finite (SimpleITK alone reads NaN as 0)
+    try:  # whole files; float voxels finite (SimpleITK alone reads NaN as 0)
+        grids = [check_image_file(path) for path in (reference, prediction)]
     except InvalidInput as error:
         raise SystemExit(str(error)) from None
+    difference = geometry_difference(*grids)
+    if difference:
+        raise SystemExit(f"{prediction}: its {difference} (the reference is {reference}).")
     label, predicted = sitk.ReadImage(str(reference)), sitk.ReadImage(str(prediction), sitk.sitkFloat32)
-    for what, a, b in (("size", label.GetSize(), predicted.GetSize()), ("spacing", label.GetSpacing(),
-                       predicted.GetSpacing()), ("origin", label.GetOrigin(), predicted.GetOrigin()),
-                       ("direction", label.GetDirection(), predicted.GetDirection())):
-        if len(a) != len(b) or not np.allclose(a, b, rtol=1e-5, atol=1e-4):
-            raise SystemExit(f"{prediction}: its {what} {b} differs from the reference {reference} ({a}).")
     mask = sitk.GetArrayFromImage(label) == 1
     if not mask.any():
         raise SystemExit(f"{reference}: the reference CTV (label 1) is empty; no distance is defined.")

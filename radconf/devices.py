@@ -8,6 +8,7 @@ is called by the entry points (``radconf_train``, ``radconf_predict``), as nnU-N
 from __future__ import annotations
 
 import multiprocessing
+import os
 
 from radconf.errors import InvalidInput
 
@@ -43,16 +44,14 @@ def make_device(name: str | None):
 
 def usable_cores() -> int:
     """Cores this process may run on (its affinity mask where the OS has one, else every core)."""
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else multiprocessing.cpu_count()
 
 
 def configure_threads(name: str | None) -> None:
     """nnU-Net's thread settings for a device, applied once per process (later calls change nothing).
 
-    CPU: torch uses every core this process may run on (its CPU affinity, e.g. under ``taskset``). CUDA: one intra-op and one inter-op thread (the GPU does the work; more threads only
-    contend with the data-loading workers).
+    CPU: torch uses every core this process may run on (its CPU affinity, e.g. under ``taskset``). CUDA: one intra-op
+    and one inter-op thread (the GPU does the work; more threads only contend with the data-loading workers).
     """
     import torch
 

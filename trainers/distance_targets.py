@@ -133,9 +133,10 @@ class DistanceTargetTransform(BasicTransform):
         label_map = full[0].numpy()
         carried = data_dict.pop(CARRIED, None)
         scale = float(data_dict.pop(SCALE, 1.0))
+        inside_crop = None if carried is None else carried[-1].numpy() >= _FULL
         distances, valids = [], []
         for index, label in enumerate(self.labels):
-            own = None if carried is None else (carried[index].numpy() / scale, carried[-1].numpy() >= _FULL)
+            own = None if carried is None else (carried[index].numpy() / scale, inside_crop)
             distance, valid = self.target(label_map == label, own)
             distances.append(normalise_distance(np.where(valid, distance, 0), self.scale_mm))
             valids.append(valid)

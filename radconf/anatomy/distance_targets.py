@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radconf.anatomy.distance import distance_to_structure
 from radconf.errors import InvalidInput
 from radconf.io.files import atomic_write_json, atomic_write_with
 
@@ -42,22 +43,16 @@ def signed_distance_mm(mask: np.ndarray, spacing_mm: Sequence[float], dims: int 
         dims: 3 for one 3D map; 2 for in-plane maps of every slice along axis 0 (2D configurations, whose network
             sees one slice).
     """
-    import edt
+    from radconf.devices import usable_cores
 
-    mask = np.ascontiguousarray(mask, dtype=bool)
+    mask = np.asarray(mask, dtype=bool)
     spacing = tuple(float(s) for s in spacing_mm)
     if dims not in (2, 3) or len(spacing) != dims or min(spacing) <= 0 or mask.ndim != 3:
         raise InvalidInput(f"signed_distance_mm needs a 3D mask, dims 2 or 3 and {dims} positive spacings; got "
                            f"shape {mask.shape}, dims {dims}, spacing {spacing_mm}.")
     if dims == 2:
         return np.stack([signed_distance_mm(s[None], (1.0, *spacing), 3)[0] for s in mask])
-    if not mask.any():
-        return np.full(mask.shape, np.nan, np.float32)
-    outside = edt.edt(~mask, anisotropy=spacing, black_border=False, parallel=os.cpu_count() or 1)
-    if mask.all():
-        return np.full(mask.shape, -np.inf, np.float32)
-    inside = edt.edt(mask, anisotropy=spacing, black_border=False, parallel=os.cpu_count() or 1)
-    return (outside - inside).astype(np.float32)
+    return distance_to_structure(mask, spacing, signed=True, empty_value=np.nan, threads=usable_cores())
 
 
 def encode_distance(distance_mm: np.ndarray) -> np.ndarray:

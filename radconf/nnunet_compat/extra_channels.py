@@ -11,6 +11,7 @@ cropping this way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -64,10 +65,8 @@ class WithSegmentationChannels:
 SEGMENTATION_FILES = ("{case}_seg.b2nd", "{case}_seg.npy", "{case}.npz")  # nnU-Net 2.8's preprocessed layouts
 
 
-def segmentation_file(preprocessed_folder, case: str):
+def segmentation_file(preprocessed_folder, case: str) -> Path:
     """The file holding a preprocessed case's segmentation (blosc2, unpacked numpy or npz), for change detection."""
-    from pathlib import Path
-
     for pattern in SEGMENTATION_FILES:
         path = Path(preprocessed_folder) / pattern.format(case=case)
         if path.is_file():
