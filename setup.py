@@ -26,6 +26,8 @@ ENTRY_POINTS = [
     "radconf_anatomy_dataset = radconf.cli.anatomy_dataset:main",
     "radconf_find_ensemble_weights = radconf.cli.find_ensemble_weights:main",
     "radconf_ensemble = radconf.cli.ensemble:main",
+    "radconf_import_dicom = radconf.cli.import_dicom:main",
+    "radconf_export_dicom = radconf.cli.export_dicom:main",
 ]
 
 setup(
@@ -53,12 +55,18 @@ setup(
         "edt>=2.3",  # exact anisotropic distance transforms, multi-threaded (whole-case distance-head targets)
         "matplotlib>=3.6",
         "tqdm>=4.60",
+        # DICOM-RT exchange: CT series and RTSTRUCT (pydicom), DICOM-SEG (highdicom), Slicer .seg.nrrd (slicerio)
+        "pydicom>=3.0,<4",
+        "highdicom>=0.28,<0.29",
+        "slicerio>=1.4",
+        "pynrrd>=1.0",
     ],
     extras_require={
-        # test-only oracles: surface-distance and MONAI (surface metrics), statsmodels (FDR corrections)
-        "test": ["pytest>=7", "surface-distance==0.1", "statsmodels>=0.14", "monai>=1.3"],
+        # test-only oracles: surface-distance and MONAI (surface metrics), statsmodels (FDR corrections),
+        # dcmrtstruct2nii (RTSTRUCT rasterisation)
+        "test": ["pytest>=7", "surface-distance==0.1", "statsmodels>=0.14", "monai>=1.3", "dcmrtstruct2nii==5"],
         # peers measured in benchmarks/
-        "benchmark": ["monai>=1.3", "surface-distance==0.1"],
+        "benchmark": ["monai>=1.3", "surface-distance==0.1", "dcmrtstruct2nii==5", "rt-utils==1.2.7"],
     },
     entry_points={"console_scripts": ENTRY_POINTS},
 )

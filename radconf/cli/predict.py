@@ -1,4 +1,9 @@
-"""radconf_predict: predict a folder of images with a trained radconf or nnU-Net model, or a weighted ensemble."""
+"""radconf_predict: predict a folder of images with a trained radconf or nnU-Net model, or a weighted ensemble.
+
+-i may also be a folder of DICOM CT series (e.g. a TPS export): each series is predicted and written back onto it
+with --output_format rtstruct / seg / segnrrd (OUT/<case>/...) and/or nifti (OUT/nifti/); OUT/cases.csv says which
+series each case is. Example: radconf_predict -i ct_export -o to_tps -d 501 -f all --output_format rtstruct segnrrd
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +15,8 @@ from radconf.errors import InvalidInput
 
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("radconf_predict", __doc__)
-    parser.add_argument("-i", required=True, help="input folder (CASE_0000.nii.gz, ...: one 3D image per channel)")
+    parser.add_argument("-i", required=True, help="input folder (CASE_0000.nii.gz, ...: one 3D image per channel), "
+                                                   "or a folder tree of DICOM CT series")
     parser.add_argument("-o", required=True, help="output folder (never the input folder, nor inside or around it)")
     parser.add_argument("-d", default=None, help="dataset id or name the model was trained on (one model)")
     parser.add_argument("-c", default=None, help="configuration (default: 3d_fullres)")
@@ -51,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="anatomy-channel models: organ model run first, "
                              "DATASET[:TRAINER[:PLANS[:CONFIG[:FOLDS]]]], e.g. "
                              "501:nnUNetTrainer:nnUNetPlans:3d_fullres:0,1,2,3,4")
+    parser.add_argument("--output_format", nargs="+", default=None,
+                        choices=("nifti", "rtstruct", "seg", "segnrrd"),
+                        help="DICOM input: what to write (default: rtstruct); NIfTI input: nifti only")
     parser.add_argument("--continue_prediction", action="store_true",
                         help="keep the cases whose outputs are already there; predict the others")
     return parser
@@ -69,10 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         from radconf.cli.environment import use_default_nnunet_paths
         from radconf.devices import configure_threads
+        from radconf.dicom.predict_io import check_output_formats, is_dicom_folder
         from radconf.ensembles.weights import warn_if_fitted_on
         from radconf.models import ModelSpec
 
         use_default_nnunet_paths()
+        dicom_input = is_dicom_folder(args.i)
+        formats = check_output_formats(args.output_format or (("rtstruct",) if dicom_input else ("nifti",)),
+                                       dicom_input)
         members, weights, fitted_cases = _members(args)
         configure_threads(args.device)  # once per process, before any model is loaded
         ensemble = None
@@ -86,13 +99,41 @@ def main(argv: list[str] | None = None) -> int:
                                  save_probabilities=args.save_probabilities)
         anatomy = AnatomyInputs(folder=args.anatomy,
                                 model=ModelSpec.parse(args.anatomy_model) if args.anatomy_model else None)
-        cases = predict(args.i, args.o, members, run=run_options, ensemble=ensemble, anatomy=anatomy,
-                        levels=LevelOutputs(probabilities=args.level_probabilities, masks=tuple(args.level)),
-                        save_distance=args.save_distance)
+        levels = LevelOutputs(probabilities=args.level_probabilities, masks=tuple(args.level))
+        if dicom_input:
+            cases = _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats)
+        else:
+            cases = predict(args.i, args.o, members, run=run_options, ensemble=ensemble, anatomy=anatomy,
+                            levels=levels, save_distance=args.save_distance)
         warn_if_fitted_on(cases, fitted_cases)
         print(summary_line("predicted", cases, args.o))
 
     return run_cli(run)
+
+
+def _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats):
+    """DICOM CT series in, predictions written back onto each series (radconf.dicom.predict_io)."""
+    from pathlib import Path
+
+    from radconf.api import predict
+    from radconf.dicom.predict_io import dicom_as_nifti, write_dicom_outputs
+    from radconf.io.files import removed_on_failure
+    from radconf.io.locations import check_output_location
+    from radconf.models import find_model
+
+    check_output_location(args.o, [("the input folder -i", args.i)])
+    if args.continue_prediction:
+        raise InvalidInput("--continue_prediction is for NIfTI inputs; a DICOM input is predicted whole.")
+    for member in members:  # the model's files, before the series are read
+        find_model(member)
+    description = str(members[0]) if len(members) == 1 else f"ensemble of {len(members)} models"
+    with dicom_as_nifti(args.i) as (images, series_by_case), removed_on_failure(args.o):
+        predictions = images.parent / "predictions"
+        cases = predict(images, predictions, members, run=run_options, ensemble=ensemble, anatomy=anatomy,
+                        levels=levels, save_distance=args.save_distance)
+        write_dicom_outputs(predictions, Path(args.o), Path(args.i), formats, series_by_case, description,
+                            fractional=args.save_probabilities or args.level_probabilities)
+    return cases
 
 
 def summary_line(verb: str, cases, output: str, detail: str = "") -> str:

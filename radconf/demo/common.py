@@ -67,6 +67,7 @@ class DemoSettings:
     iterations_per_epoch: int = 50
     dataset_id: int = 501
     confidence_dataset_id: int = 502
+    dicom_dataset_id: int = 511  # the phantom's TPS export imported back (radconf_import_dicom)
     # nnU-Net does not seed its training; on this small budget an unlucky start can find the GTV too late. A seed
     # with single-process augmentation makes the demo repeat.
     seed: int = 0

@@ -27,6 +27,7 @@ from radconf.demo.common import (
     training_environment,
 )
 from radconf.demo.confidence import run_confidence_workflow
+from radconf.demo.dicom import clinical_path_import, export_predictions
 from radconf.demo.report import write_report
 
 __all__ = ["PLANS", "TRAINER", "DemoResult", "DemoSettings", "run_command", "run_demo", "training_environment"]
@@ -40,6 +41,7 @@ class DemoResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
     confidence: Any = None  # ConfidenceResult of the confidence workflow
+    dicom: Any = None  # DicomResult of the clinical path (DICOM import and RTSTRUCT export)
 
 
 def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None = None,
@@ -76,6 +78,8 @@ def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None 
         config = PhantomConfig(spacing=settings.phantom_spacing) if settings.phantom_spacing else None
         phantom = write_phantom_dataset(paths.raw, dataset_id=settings.dataset_id, num_train=settings.num_train,
                                         num_test=settings.num_test, config=config)
+    with stage("dicom_import"):
+        dicom = clinical_path_import(phantom, context, output)
     with stage("plan_and_preprocess"):
         plan_dataset(context, dataset)
     with stage("train"):
@@ -83,9 +87,13 @@ def run_demo(output: str | Path = "radconf_demo", settings: DemoSettings | None 
     predictions = output / "predictions"
     with stage("predict"):
         predict_cases(context, phantom.folder / "imagesTs", predictions, dataset, TRAINER)
+    with stage("export_dicom"):
+        export_predictions(context, dicom.export, predictions, output,
+                           f"{dataset}:{TRAINER}:{PLANS}:{CONFIGURATION}:{FOLD}", dicom)
     with stage("evaluate"):
         result, structures = _evaluate(phantom, predictions, output)
     result.timings_s = stage.timings
+    result.dicom = dicom
     result.confidence = run_confidence_workflow(phantom, settings, context.environment, context.log, output, device,
                                                 stage)
     with stage("report"):

@@ -62,6 +62,10 @@ def write_report(result, phantom, predictions: Path, structures: dict[str, int],
     ]
     if result.confidence is not None:
         lines += _confidence_section(result.confidence, phantom.test_cases, report_dir)
+    if result.dicom is not None:
+        from radconf.demo.dicom import dicom_section
+
+        lines += dicom_section(result.dicom)
     if (report_dir / "training_progress.png").is_file():
         lines += ["## Training curve (nnU-Net)", "", "![training progress](training_progress.png)", ""]
     lines += ["## Commands", "", "The stages ran as these commands (see `demo_log.txt` for their output):", "",

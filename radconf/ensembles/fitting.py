@@ -19,7 +19,6 @@ from radconf.ensembles.folders import (
     check_case_probabilities,
     check_member_folders,
     find_model_files,
-    load_probabilities,
     read_member_json,
 )
 from radconf.ensembles.space import (
@@ -33,6 +32,7 @@ from radconf.errors import InvalidInput, MissingInput
 from radconf.io.files import removed_on_failure
 from radconf.io.images import check_image_file, read_label_image
 from radconf.io.locations import check_output_location
+from radconf.io.probabilities import load_probabilities
 from radconf.models import ModelSpec
 
 

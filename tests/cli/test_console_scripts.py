@@ -4,7 +4,7 @@ entry point is installed and wired (their behaviour is tested in-process in test
 The others run once each elsewhere in this folder: radconf_plan_and_preprocess, radconf_train, radconf_predict and
 radconf_evaluate (test_end_to_end.py), radconf_fuse_readers (test_fuse_readers.py), radconf_anatomy_dataset
 (test_anatomy_dataset_cli.py), radconf_find_ensemble_weights and radconf_ensemble (test_ensemble_cli.py),
-radconf_demo (test_demo.py).
+radconf_demo (test_demo.py); radconf_import_dicom and radconf_export_dicom run here, as a pair.
 """
 from __future__ import annotations
 
@@ -47,3 +47,28 @@ def test_compare_refuses_missing_files_in_one_line(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith("radconf: error: ") and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr and "metrics_per_case.csv" in result.stderr
+
+
+def test_dicom_import_and_export_scripts_round_trip(tmp_path):
+    from radconf.dicom.geometry import SeriesGeometry
+    from radconf.dicom.identity import PatientStudy
+    from radconf.dicom.tps_export import StructureSetContent, write_tps_export
+
+    mask = np.zeros((3, 9, 11), bool)
+    mask[1, 2:7, 3:9] = True
+    geometry = SeriesGeometry(9, 11, (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (1.5, 0.8),
+                              [(-4.2, 3.3, z) for z in (0.0, 2.0, 4.0)])
+    export = tmp_path / "export"
+    write_tps_export(export, np.zeros(mask.shape, np.int16), geometry, PatientStudy("P", "N^M", "1.2.3"),
+                     [StructureSetContent("clinical", {"Bladder": mask})])
+    env = {**os.environ, "nnUNet_raw": str(tmp_path / "raw")}
+    result = _script("radconf_import_dicom", str(export), "-d", "620", "-n", "Script", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    dataset = tmp_path / "raw" / "Dataset620_Script"
+    assert "bladder: found in 1/1 cases" in result.stdout
+    predictions = dataset / "labelsTr"
+    result = _script("radconf_export_dicom", "-i", str(predictions), "--dicom", str(export), "-o",
+                     str(tmp_path / "out"), "--dataset_json", str(dataset / "dataset.json"), "--key",
+                     str(tmp_path / "raw" / "Dataset620_Script_key.csv"), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1.0" in (tmp_path / "out" / "export_report.csv").read_text().splitlines()[1]

@@ -105,3 +105,29 @@ def check_demo_output(out: Path, printed: str) -> None:
     recomputed = np.mean([_inter_reader_dice(raw / "readers" / case.removesuffix(".nii.gz")) for case in cases])
     assert readers == pytest.approx(recomputed, abs=5e-4)
     assert 0.5 < readers < 1.0
+    _check_clinical_path(out, report, cases)
+
+
+def _check_clinical_path(out: Path, report: str, cases: list[str]) -> None:
+    """The phantom went out as a TPS export, came back through radconf_import_dicom unchanged, and the held-out
+    patients' predictions were written as RTSTRUCT onto their own CT series."""
+    from radconf.dicom.geometry import SeriesGeometry
+    from radconf.dicom.structure_sets import rasterise_roi, read_structure_set
+
+    imported = out / "nnUNet_raw" / "Dataset511_PhantomDICOM"
+    assert re.search(r"\| label maps \(organs, GTV\) \| \d+ labelled voxels \| 0 \|", report), report
+    assert re.search(r"\| readers' GTV masks \| \d+ masks \| 0 \|", report)
+    assert json.loads((imported / "dataset.json").read_text())["radconf"]["unmapped_rois"] == ["CTV"]
+    structures = json.loads((out / "nnUNet_raw" / "Dataset501_Phantom" / "dataset.json").read_text())["labels"]
+    rtstructs = sorted((out / "dicom_predictions").glob("*/*_RTSTRUCT.dcm"))
+    assert sorted(p.parent.name for p in rtstructs) == sorted(c.removesuffix(".nii.gz") for c in cases)
+    assert len(rtstructs) == len(cases) and len(list((out / "dicom_predictions").glob("*/*.seg.nrrd"))) == len(cases)
+    for path in rtstructs:  # read back against the prediction it was exported from
+        case = path.parent.name
+        image = sitk.ReadImage(str(out / "nnUNet_raw" / "Dataset501_Phantom" / "imagesTs" / f"{case}_0000.nii.gz"))
+        predicted = _array(out / "predictions" / f"{case}.nii.gz")
+        rois = {roi.name: roi for roi in read_structure_set(path).rois}
+        for name, value in structures.items():
+            if name != "background":
+                mask, _ = rasterise_roi(rois[name], SeriesGeometry.from_image(image))
+                assert np.array_equal(mask, predicted == value), (path, name)

@@ -42,6 +42,8 @@ OUTPUT_OVER_INPUT = {
     "radconf_generate_phantom": ["-o", f"{RAW}/imagesTr", "-d", "982"],
     "radconf_demo": ["--out", RAW, "--fast"],
     "radconf_train": ["990", "3d_fullres", "all", "-tr", ORGAN_TRAINER, "-p", PLANS, "-device", "cpu"],
+    "radconf_import_dicom": ["nnUNet_raw", "-d", "983", "-n", "Inside"],  # the new dataset lies inside the input
+    "radconf_export_dicom": ["-i", "predictions", "--dicom", "dicom", "-o", "dicom/exported"],
 }
 # commands without a user-given output: plan_and_preprocess writes nnU-Net's preprocessed folder of its dataset
 NO_OUTPUT_FOLDER = {"radconf_plan_and_preprocess"}
@@ -61,6 +63,9 @@ TRUNCATED = {
     "radconf_compare": ("tables/other.csv", ["tables/comparison.csv", "tables/other.csv", "-o", "out"]),
     "radconf_train": (f"{FOLD}/checkpoint_final.pth", ["990", "3d_fullres", "all", "-tr", ORGAN_TRAINER, "-p", PLANS,
                                                        "-device", "cpu", "--c"]),
+    "radconf_import_dicom": ("dicom/CT/CT_0001.dcm", ["dicom", "-d", "983", "-n", "Truncated"]),
+    "radconf_export_dicom": ("predictions/phantom_005.nii.gz", ["-i", "predictions", "--dicom", "dicom", "-o", "out",
+                                                                "--dataset_json", f"{RAW}/dataset.json"]),
 }
 # the checkpoint at prediction, beside the image case above
 TRUNCATED_CHECKPOINT_AT_PREDICTION = (f"{FOLD}/checkpoint_final.pth", ["-i", f"{RAW}/imagesTs", "-o", "out", *MODEL])
@@ -85,7 +90,22 @@ def tree(tmp_path_factory, organ_store):
     (root / "tables").mkdir()
     (root / "tables" / "comparison.csv").write_text(CSV)
     (root / "tables" / "other.csv").write_text(CSV.replace("0.8", "0.75"))
+    _tps_export(root / RAW / "labelsTs" / "phantom_005.nii.gz", root / "dicom")
     return root
+
+
+def _tps_export(label_path: Path, folder: Path) -> None:
+    """A CT series on the grid of a held-out case, with one structure set: what radconf_import_dicom reads and
+    radconf_export_dicom writes onto."""
+    import SimpleITK as sitk
+    from radconf.dicom.geometry import SeriesGeometry
+    from radconf.dicom.identity import PatientStudy
+    from radconf.dicom.tps_export import StructureSetContent, write_tps_export
+
+    image = sitk.ReadImage(str(label_path))
+    labels = sitk.GetArrayFromImage(image)
+    write_tps_export(folder, np.zeros(labels.shape, np.int16), SeriesGeometry.from_image(image),
+                     PatientStudy("P", "N^M", "1.2.3"), [StructureSetContent("clinical", {"Bladder": labels == 1})])
 
 
 def _snapshot(root: Path) -> dict[str, str]:
