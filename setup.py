@@ -64,7 +64,9 @@ setup(
     extras_require={
         # test-only oracles: surface-distance and MONAI (surface metrics), statsmodels (FDR corrections),
         # dcmrtstruct2nii (RTSTRUCT rasterisation)
-        "test": ["pytest>=7", "surface-distance==0.1", "statsmodels>=0.14", "monai>=1.3", "dcmrtstruct2nii==5"],
+        # pytest-xdist: the suite runs on two worker processes (each builds its own session fixtures)
+        "test": ["pytest>=7", "pytest-xdist>=3", "surface-distance==0.1", "statsmodels>=0.14", "monai>=1.3",
+                 "dcmrtstruct2nii==5"],
         # peers measured in benchmarks/
         "benchmark": ["monai>=1.3", "surface-distance==0.1", "dcmrtstruct2nii==5", "rt-utils==1.2.7"],
     },
