@@ -7,8 +7,7 @@ and folders are followed; a folder or file reached twice is read once. Each file
 * an RT structure set (RT Structure Set Storage or Modality RTSTRUCT): a :class:`StructureSetFile` (what matching
   needs; the contours are parsed later by :mod:`radconf.dicom.structure_sets`);
 * another series (MR, RTDOSE, RTPLAN, Enhanced CT: not supported...): its UID and modality, counted, not read;
-* ignored: not DICOM (no ``DICM`` at byte 128 and no dataset start pydicom can parse), DICOM without a series
-  (DICOMDIR), broken links;
+* ignored: not DICOM (no ``DICM`` preamble, no dataset start), DICOM without a series (DICOMDIR), broken links;
 * unreadable: looks like DICOM but cannot be read (truncated, damaged, no permission).
 
 Headers are read with pydicom's ``read_partial`` up to the pixel data (CT) or the ROI contours (RTSTRUCT)
@@ -146,8 +145,7 @@ def _walk(root: Path) -> tuple[list[Path], list[tuple[Path, str]], int]:
     seen_files: set[tuple[int, int]] = set()
 
     def on_error(error: OSError) -> None:
-        reason = _one_line(error.strerror or error)
-        problems.append((Path(error.filename or root), f"cannot list the folder ({reason})"))
+        problems.append((Path(error.filename or root), f"cannot list it ({_one_line(error.strerror or error)})"))
 
     for folder, dirs, names in os.walk(root, onerror=on_error, followlinks=True):
         info = os.stat(folder)
