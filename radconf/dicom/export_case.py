@@ -108,9 +108,6 @@ def _write_segnrrd(path: Path, labels: np.ndarray, geometry: SeriesGeometry,
     """Slicer segmentation: one segment per label value (nested level structures become their level bands)."""
     from radconf.dicom.segnrrd import write_segnrrd
 
-    if all(len(s.values) == 1 for s in structures):
-        segments = [(s.values[0], s.name, s.colour) for s in structures]
-        return write_segnrrd(path, labels, geometry.to_image(labels), segments)
-    # nested (cumulative) structures: the label map's values are the bands, named after their level
-    segments = [(s.values[0], s.name.replace(">=", "_"), s.colour) for s in structures]
+    nested = any(len(s.values) > 1 for s in structures)  # level structures: their label values are the bands
+    segments = [(s.values[0], s.name.replace(">=", "_") if nested else s.name, s.colour) for s in structures]
     return write_segnrrd(path, labels, geometry.to_image(labels), segments)

@@ -56,6 +56,9 @@ class CaseResult:
     unmapped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     reader_masks: int = 0
+    # masks already rasterised (the label map's and the readers' may be the same ROIs), and the ROIs warned about
+    _masks: dict = field(default_factory=dict, repr=False)
+    _warned: set = field(default_factory=set, repr=False)
 
 
 @dataclass(frozen=True)
@@ -93,19 +96,26 @@ def _rank(candidate: Candidate, reference_reader: str | None) -> tuple:
 
 def _mask_of(candidates: Sequence[Candidate], source: CaseSource, result: CaseResult,
              supersampling: int | None = None) -> np.ndarray | None:
-    """Union of the ROIs of one structure set mapped to one structure (None if all empty); warnings recorded."""
+    """Union of the ROIs of one structure set mapped to one structure (None if all empty); each ROI's warnings are
+    recorded once, and a mask asked for twice is rasterised once."""
+    key = (tuple(id(c.roi) for c in candidates), supersampling)
+    if key in result._masks:
+        return result._masks[key]
     mask = None
     for candidate in candidates:
         roi_mask, raster = rasterise_roi(candidate.roi, source.geometry, supersampling=supersampling)
-        where = f"{source.case} {candidate.reader}_{candidate.trial} ROI {candidate.roi.name!r}"
-        result.warnings.extend(warning_lines(raster, where))
+        if id(candidate.roi) not in result._warned:
+            result._warned.add(id(candidate.roi))
+            where = f"{source.case} {candidate.reader}_{candidate.trial} ROI {candidate.roi.name!r}"
+            result.warnings.extend(warning_lines(raster, where))
         if not roi_mask.any():
             continue
         mask = roi_mask if mask is None else np.maximum(mask, roi_mask)
-    if len(candidates) > 1:
+    if len(candidates) > 1 and not any(k[0] == key[0] for k in result._masks):
         names = ", ".join(repr(c.roi.name) for c in candidates)
         result.warnings.append(f"{source.case} {candidates[0].reader}_{candidates[0].trial}: ROIs {names} all map "
                                f"to {candidates[0].structure!r}; their union was used")
+    result._masks[key] = mask
     return mask
 
 
@@ -181,4 +191,5 @@ def import_case(folder: Path, source: CaseSource, settings: ImportSettings) -> C
     atomic_write_image(folder / "labelsTr" / f"{source.case}.nii.gz", source.geometry.to_image(label_map))
     _write_reader_masks(folder, source, settings, candidates, result)
     result.unmapped = sorted(set(result.unmapped))
+    result._masks.clear()  # the case is written: free its masks
     return result
