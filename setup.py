@@ -28,6 +28,8 @@ ENTRY_POINTS = [
     "radconf_ensemble = radconf.cli.ensemble:main",
     "radconf_import_dicom = radconf.cli.import_dicom:main",
     "radconf_export_dicom = radconf.cli.export_dicom:main",
+    "radconf_partial_labels = radconf.cli.partial_labels:main",
+    "radconf_merge_labels = radconf.cli.merge_labels:main",
 ]
 
 setup(

@@ -80,6 +80,9 @@ def load_predictor(spec: ModelSpec, *, device: str | None = None, tile_step_size
     plans_manager = PlansManager(model.plans)
     dataset_json = model.dataset_json
     configuration_manager = plans_manager.get_configuration(checkpoints[0]["init_args"]["configuration"])
+    # plans naming radconf's CLAHE preprocessor need a manager that resolves it (radconf.nnunet_compat.intensity)
+    from radconf.nnunet_compat.intensity import radconf_configuration_manager
+    configuration_manager = radconf_configuration_manager(configuration_manager)
     trainer_class = find_class(checkpoints[0]["trainer_name"], "trainer")
     num_inputs = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
     num_outputs = plans_manager.get_label_manager(dataset_json).num_segmentation_heads

@@ -65,6 +65,61 @@ def check_plan_settings(num_processes: int, gpu_memory_target_gb: float | None, 
                            f"'-'): nnU-Net writes <name>.json and trainer folders with it.")
 
 
+def check_window(window: Sequence[float] | None, channels: Sequence[int] | None,
+                 target_spacing: Sequence[float] | None) -> None:
+    """Raises InvalidInput for window bounds that are not finite or not increasing, window channels without a
+    window or repeated, or a target spacing that is not 3 positive finite numbers."""
+    if window is not None:
+        if len(window) != 2 or not all(math.isfinite(v) for v in window) or not window[0] < window[1]:
+            raise InvalidInput(f"--ct_window needs two finite numbers LO < HI (HU), got {list(window)}; "
+                               f"e.g. --ct_window -800 800.")
+    if channels is not None:
+        if window is None:
+            raise InvalidInput("--window_channels needs --ct_window LO HI.")
+        if len(set(channels)) != len(channels) or any(c < 0 for c in channels):
+            raise InvalidInput(f"--window_channels must be distinct channel indices >= 0, got {list(channels)}.")
+    if target_spacing is not None and (len(target_spacing) != 3 or not all(
+            math.isfinite(v) and v > 0 for v in target_spacing)):
+        raise InvalidInput(f"-overwrite_target_spacing needs 3 positive finite numbers (mm, 3d_fullres), got "
+                           f"{list(target_spacing)}.")
+
+
+def window_channels_of(dataset_json: dict, channels: Sequence[int] | None, where: Path) -> tuple[int, ...]:
+    """The channels a window applies to: ``channels`` checked against ``dataset_json``, or every channel named CT.
+
+    Raises:
+        InvalidInput: an index outside the channels, or no CT channel and none given.
+    """
+    names = dataset_json.get("channel_names", dataset_json.get("modality", {}))
+    indices = sorted(int(k) for k in names)
+    if channels is not None:
+        outside = [c for c in channels if c not in indices]
+        if outside:
+            raise InvalidInput(f"--window_channels {' '.join(map(str, outside))}: {where} has channels "
+                               f"{', '.join(map(str, indices))} only.")
+        return tuple(channels)
+    found = tuple(i for i in indices if str(names[str(i)]).upper() == "CT")
+    if not found:
+        raise InvalidInput(f"{where} names no channel CT (channel_names {names}); give the channels to window with "
+                           f"--window_channels C ...")
+    return found
+
+
+def _windowed(planner_class: type, window: Sequence[float], channels: tuple[int, ...],
+              plans_name: str | None) -> tuple[type, str]:
+    """The windowed planner class and its plans name (``<default name>_CTwLO_HI`` unless ``plans_name``)."""
+    import inspect
+
+    from radconf.planners.intensity import window_tag, windowed_planner
+
+    default = inspect.signature(planner_class.__init__).parameters["plans_name"].default
+    if plans_name == default:
+        raise InvalidInput(f"-overwrite_plans_name {plans_name} is {planner_class.__name__}'s un-windowed plans; give "
+                           f"another name for the --ct_window plans (or none: {default}_{window_tag(*window)}).")
+    return windowed_planner(planner_class, (window[0], window[1]), channels), plans_name or (
+        f"{default}_{window_tag(*window)}")
+
+
 def planned_configurations(plans_file: str | Path) -> list[str]:
     """The configurations a plans file holds."""
     return list(json.loads(Path(plans_file).read_text(encoding="utf-8"))["configurations"])
@@ -74,7 +129,9 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
                         configurations: Sequence[str] | None = None, num_processes: int = 2,
                         gpu_memory_target_gb: float | None = None, plans_name: str | None = None,
                         verbose: bool = False, check_dataset: bool = True,
-                        preprocess: bool = True) -> tuple[str, Path]:
+                        preprocess: bool = True, target_spacing: Sequence[float] | None = None,
+                        ct_window: Sequence[float] | None = None,
+                        window_channels: Sequence[int] | None = None) -> tuple[str, Path]:
     """Checks the raw dataset, extracts its fingerprint, plans with ``planner`` and preprocesses.
 
     Args:
@@ -90,6 +147,11 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
         verbose: nnU-Net's verbose output.
         check_dataset: check the raw dataset first (False: the caller did).
         preprocess: preprocess after planning (False: nnU-Net's ``--no_pp``).
+        ct_window: (LO, HI): the CT channels are clipped to [LO, HI] and mapped to [-1, 1] through nnU-Net's
+            ``CTNormalization`` with fixed properties (:mod:`planners.intensity`); plans name
+            ``<planner's name>_CTwLO_HI`` unless ``plans_name``, data identifiers tagged the same way.
+        window_channels: the channel indices to window; None: every channel named CT in dataset.json.
+        target_spacing: nnU-Net's ``-overwrite_target_spacing`` (3d_fullres), 3 positive numbers.
 
     Returns:
         The plans identifier and the plans file.
@@ -102,15 +164,22 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
 
     requested = check_configurations(DEFAULT_CONFIGURATIONS if configurations is None else configurations)
     check_plan_settings(num_processes, gpu_memory_target_gb, plans_name)
+    check_window(ct_window, window_channels, target_spacing)
     if os.environ.get("nnUNet_n_proc_DA", "").strip() == "0":  # nnU-Net's planner calls set_num_threads(0) and dies
         raise InvalidInput("nnUNet_n_proc_DA=0 is only valid for training (single-threaded augmentation); nnU-Net's "
                            "planning crashes with it. Unset it for radconf_plan_and_preprocess.")
     paths = require_nnunet_paths()
+    spacing = None if target_spacing is None else [float(v) for v in target_spacing]
     planner_class = find_class(planner, "planner")
     dataset_id = dataset_id_of(dataset)
     name = find_dataset_name(dataset_id, paths.raw)
     if check_dataset:
         check_raw_dataset(paths.raw / name)
+    if ct_window is not None:
+        dataset_json_file = paths.raw / name / "dataset.json"
+        channels = window_channels_of(json.loads(dataset_json_file.read_text(encoding="utf-8")), window_channels,
+                                      dataset_json_file)
+        planner_class, plans_name = _windowed(planner_class, ct_window, channels, plans_name)
 
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
         extract_fingerprint_dataset,
@@ -123,7 +192,7 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
         extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=False,
                                     clean=True, verbose=verbose)
     _, plans_identifier = plan_experiment_dataset(dataset_id, planner_class, gpu_memory_target_gb,
-                                                  overwrite_plans_name=plans_name)
+                                                  overwrite_target_spacing=spacing, overwrite_plans_name=plans_name)
     plans_file = paths.preprocessed / name / f"{plans_identifier}.json"
     available = planned_configurations(plans_file)
     present = [c for c in requested if c in available]

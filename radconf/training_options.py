@@ -58,6 +58,12 @@ def _check_setting_value(name: str, value: Any) -> None:
         if not values or not all(finite_non_negative(v) for v in values) or sum(values) <= 0:
             raise InvalidInput(f"--ce_weights must be finite numbers >= 0 with a positive sum (one per class, "
                                f"background first), got {plain(value)!r}.")
+    if name == "hard_negative_share" and not (finite_non_negative(value) and 0 < value <= 1):
+        raise InvalidInput(f"--hard_negative_share must be a number in (0, 1] (the share of training patches "
+                           f"centred on false positives), got {value!r}.")
+    if name == "hard_negatives_from" and value is not None and not Path(value).is_dir():
+        raise InvalidInput(f"--hard_negatives_from {value} is not a folder: pass a model's training output folder "
+                           f"(fold_*/validation/) or a folder of predicted label files named like the raw cases.")
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_plots", "--no-plots", dest="no_plots", action="store_true",
                         help="do not write PNG plots")
     parser.add_argument("-np", type=positive_int, default=1, help="worker processes")
+    parser.add_argument("--missing", default=None, metavar="PATH",
+                        help="structures the references do not annotate, per case (case,missing CSV table, a "
+                             "dataset.json with the radconf entry, or radconf_partial_labels.json): left out as "
+                             "unknown instead of scoring false positives; default: the dataset.json's radconf entry")
     return parser
 
 
@@ -83,10 +87,14 @@ def main(argv: list[str] | None = None) -> int:
             reference_dir=args.ref, prediction_dir=args.pred, labels=labels, dataset_json=args.djfile,
             tolerances_mm=tuple(args.tolerance), output_dir=output, allow_missing=args.allow_missing,
             num_processes=args.np, hd95_convention=args.hd95, confidence_levels=args.confidence,
-            file_ending=args.file_ending, plots=not args.no_plots,
+            file_ending=args.file_ending, plots=not args.no_plots, missing_structures=args.missing,
         )
         print(f"radconf: evaluated {len(result.cases)} case(s); mean Dice over structures "
               f"{mean_dice_text(result.mean_dice, 2)}")
+        unknown = result.settings.get("unknown_structures", {})
+        if unknown:
+            print(f"radconf: {sum(map(len, unknown.values()))} case-structure pair(s) not annotated in the reference "
+                  f"left out as unknown (from {result.settings['missing_structures_source']}; listed in summary.json)")
         if result.missing_cases:
             print(f"radconf: NOT evaluated (no prediction): {', '.join(result.missing_cases)}")
         print(f"radconf: wrote {output / 'metrics_per_case.csv'}, summary.json, summary.md"

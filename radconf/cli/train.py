@@ -9,6 +9,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from radconf.cli.arguments import (
+    fraction,
     make_parser,
     non_negative_float,
     non_negative_int,
@@ -78,15 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="class-weighted CE trainers (setting class_weights): one weight per class, background "
                              "first (default: reciprocal training-set frequency; with --c: the weights the run started "
                              "with)")
+    parser.add_argument("--hard_negatives_from", default=None, metavar="DIR",
+                        help="hard-negative trainers (setting hard_negatives_from): a model's training output folder "
+                             "(fold_*/validation/) or a folder of predicted label files named like the raw cases; "
+                             "patches are centred on their false positives (with --c: the recorded folder)")
+    parser.add_argument("--hard_negative_share", type=fraction, default=None, metavar="P",
+                        help="hard-negative trainers (setting hard_negative_share): share of training patches centred "
+                             "on false positives, in (0, 1] (default: 0.1; with --c: recorded)")
     parser.add_argument("--list_trainers", action=_ListTrainers, help="list every trainer name and exit")
     return parser
 
 
 def training_options(args: argparse.Namespace) -> TrainingOptions:
     """The ``TrainingOptions`` of parsed arguments; only the trainer settings given on the command line are set."""
+    from pathlib import Path
+
     from radconf.training import TrainingOptions
 
-    settings = {"distance_weight": args.distance_weight, "class_weights": args.ce_weights}
+    source = str(Path(args.hard_negatives_from).resolve()) if args.hard_negatives_from else None
+    settings = {"distance_weight": args.distance_weight, "class_weights": args.ce_weights,
+                "hard_negatives_from": source, "hard_negative_share": args.hard_negative_share}
     return TrainingOptions(epochs=args.epochs, iterations_per_epoch=args.iterations_per_epoch, seed=args.seed,
                            validate=not args.no_val, validate_with_best=args.val_best, export_npz=args.npz,
                            pretrained_weights=args.pretrained_weights,

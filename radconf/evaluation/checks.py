@@ -45,6 +45,7 @@ class Labels:
     allowed_ids: frozenset[int] | None
     source: str
     requested: bool = False
+    dataset: dict | None = None
 
 
 @dataclass(frozen=True)

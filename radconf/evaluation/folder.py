@@ -50,6 +50,8 @@ from radconf.io.images import (
     ORIGIN_TOLERANCE_MM,
     SPACING_RELATIVE_TOLERANCE,
 )
+from radconf.partial.evaluation import missing_for_evaluation, split_unknown
+from radconf.partial.structures import MissingStructures
 
 __all__ = ["CONTINUOUS_METRICS", "EvaluationResult", "EvaluationWarning", "evaluate_folders"]
 
@@ -76,6 +78,7 @@ def evaluate_folders(
     enlarge_fraction: float = 0.2,
     plots: bool = True,
     progress: bool = True,
+    missing_structures: str | os.PathLike | None = None,
 ) -> EvaluationResult:
     """Evaluates every prediction in ``prediction_dir`` against the reference of the same case.
 
@@ -101,6 +104,10 @@ def evaluate_folders(
         enlarge_fraction: growth of the reference box for the continuous metrics (0.2 = 20 %).
         plots: write PNG plots when ``output_dir`` is given.
         progress: show a tqdm progress bar over cases.
+        missing_structures: structures the references do not annotate, per case (a ``case,missing`` CSV table, a
+            dataset.json with the radconf entry or a ``radconf_partial_labels.json`` record); default: the
+            dataset.json's radconf entry. Those case-structure pairs are unknown: left out of the rows and every mean,
+            listed in summary.json (``settings.unknown_structures``).
 
     Returns:
         An :class:`EvaluationResult` (``rows``, ``summary``, ``mean_dice``, ...).
@@ -116,6 +123,11 @@ def evaluate_folders(
     if output_dir is not None:
         check_output_folder(Path(output_dir))
     label_info = _resolve_inputs(reference_dir, labels, dataset_json, file_ending, confidence_levels)
+    if confidence_levels is not None and missing_structures is not None:
+        raise InvalidInput("--missing names structures a reference does not annotate; confidence-level maps have "
+                           "levels, not structures: drop --missing or --confidence.")
+    missing, missing_source = (None, None) if confidence_levels is not None else missing_for_evaluation(
+        missing_structures, label_info.dataset, label_info.dataset_path)
     cases = match_cases(reference_dir, prediction_dir, label_info.file_ending, allow_missing)
     num_threads = 2 if num_processes == 1 else 1
     tasks = [
@@ -127,8 +139,10 @@ def evaluate_folders(
     outputs = run_case_tasks(tasks, num_processes, progress)
     if options.confidence_levels is None:
         _check_found_labels(outputs, label_info)
-    result = _collect(outputs, options, label_info, cases, _settings(reference_dir, prediction_dir, options,
-                                                                     label_info))
+    settings = _settings(reference_dir, prediction_dir, options, label_info)
+    if missing_source is not None:
+        settings["missing_structures_source"] = missing_source
+    result = _collect(outputs, options, label_info, cases, settings, missing)
     if output_dir is not None:
         result.files = write_evaluation_outputs(result, Path(output_dir), plots=plots)
     return result
@@ -152,7 +166,8 @@ def _resolve_inputs(reference_dir: Path, labels: Mapping[str, Any] | Sequence[in
     else:
         check_confidence_dataset(dataset, dataset_path, confidence_levels, labels)
         structures, allowed, source = None, None, f"confidence levels 0..{confidence_levels}"
-    return Labels(dataset_path, ending, structures, allowed, source, requested=labels is not None)
+    return Labels(dataset_path, ending, structures, allowed, source, requested=labels is not None,
+                  dataset=dataset)
 
 
 def _check_found_labels(outputs: list[CaseOutput], label_info: Labels) -> None:
@@ -193,11 +208,14 @@ def _settings(reference_dir: Path, prediction_dir: Path, options: Options, label
 
 
 def _collect(outputs: list[CaseOutput], options: Options, label_info: Labels, cases: Cases,
-             settings: dict[str, Any]) -> EvaluationResult:
+             settings: dict[str, Any], missing: MissingStructures | None = None) -> EvaluationResult:
     """Rows, summaries and (for confidence levels) continuous metrics and calibration of all cases."""
     rows = [row for out in outputs for row in out.rows]
     if label_info.structures is None and options.confidence_levels is None:
         rows = _fill_discovered(rows, outputs, options.tolerances_mm, options.hd95_convention)
+    rows, unknown = split_unknown(rows, missing)
+    if unknown:
+        settings["unknown_structures"] = unknown
     metrics = metric_names(options.tolerances_mm)
     summary = summarize(rows, metrics)
     result = EvaluationResult(

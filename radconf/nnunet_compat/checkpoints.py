@@ -25,7 +25,8 @@ SETTINGS_FILE = "radconf_training_settings.json"
 LEGACY_OVERRIDES_FILE = "radconf_training_overrides.json"  # written when --epochs/--iterations are given; read on --c
 #: the radconf_train flag of each recorded value (the messages name flags)
 FLAGS = {"epochs": "--epochs", "iterations_per_epoch": "--iterations_per_epoch",
-         "distance_weight": "--distance_weight", "class_weights": "--ce_weights"}
+         "distance_weight": "--distance_weight", "class_weights": "--ce_weights",
+         "hard_negatives_from": "--hard_negatives_from", "hard_negative_share": "--hard_negative_share"}
 
 
 def _numpy_scalar_globals() -> list:

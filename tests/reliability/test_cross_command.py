@@ -44,9 +44,11 @@ OUTPUT_OVER_INPUT = {
     "radconf_train": ["990", "3d_fullres", "all", "-tr", ORGAN_TRAINER, "-p", PLANS, "-device", "cpu"],
     "radconf_import_dicom": ["nnUNet_raw", "-d", "983", "-n", "Inside"],  # the new dataset lies inside the input
     "radconf_export_dicom": ["-i", "predictions", "--dicom", "dicom", "-o", "dicom/exported"],
+    "radconf_merge_labels": ["-d", "990", "-o", "Dataset990_Phantom", "--rename", "gtv=GTV"],  # onto the source
 }
 # commands without a user-given output: plan_and_preprocess writes nnU-Net's preprocessed folder of its dataset
-NO_OUTPUT_FOLDER = {"radconf_plan_and_preprocess"}
+# partial_labels records its table in nnU-Net's preprocessed folder of its dataset
+NO_OUTPUT_FOLDER = {"radconf_plan_and_preprocess", "radconf_partial_labels"}
 
 # command -> (file to truncate, argv)
 TRUNCATED = {
@@ -66,6 +68,8 @@ TRUNCATED = {
     "radconf_import_dicom": ("dicom/CT/CT_0001.dcm", ["dicom", "-d", "983", "-n", "Truncated"]),
     "radconf_export_dicom": ("predictions/phantom_005.nii.gz", ["-i", "predictions", "--dicom", "dicom", "-o", "out",
                                                                 "--dataset_json", f"{RAW}/dataset.json"]),
+    "radconf_partial_labels": (f"{RAW}/labelsTr/phantom_001.nii.gz", ["-d", "990", "--missing", "tables/missing.csv"]),
+    "radconf_merge_labels": (f"{RAW}/labelsTr/phantom_001.nii.gz", ["-d", "990", "-o", "984", "--rename", "gtv=GTV"]),
 }
 # the checkpoint at prediction, beside the image case above
 TRUNCATED_CHECKPOINT_AT_PREDICTION = (f"{FOLD}/checkpoint_final.pth", ["-i", f"{RAW}/imagesTs", "-o", "out", *MODEL])
@@ -90,6 +94,7 @@ def tree(tmp_path_factory, organ_store):
     (root / "tables").mkdir()
     (root / "tables" / "comparison.csv").write_text(CSV)
     (root / "tables" / "other.csv").write_text(CSV.replace("0.8", "0.75"))
+    (root / "tables" / "missing.csv").write_text("case,missing\nphantom_001,gtv\n")
     _tps_export(root / RAW / "labelsTs" / "phantom_005.nii.gz", root / "dicom")
     return root
 

@@ -1,0 +1,1 @@
+"""Where to sample training patches: false-positive voxels of an earlier model, mapped into preprocessed space."""
