@@ -23,6 +23,9 @@ TWINS = {  # twin -> (module, trainer it is built from)
     "DistanceMapTrainerNoDA": ("distance_head", "DistanceMapTrainer"),
     "DiceLossTrainerNoDA": ("loss_variants", "DiceLossTrainer"),
     "CELossTrainerNoDA": ("loss_variants", "CELossTrainer"),
+    "PartialLabelTrainerNoDA": ("partial_labels", "PartialLabelTrainer"),
+    "PartialLabelAnatomyChannelsTrainerNoDA": ("partial_labels", "PartialLabelAnatomyChannelsTrainer"),
+    "HardNegativeTrainerNoDA": ("hard_negatives", "HardNegativeTrainer"),
     "WeightedCELossTrainerNoDA": ("loss_variants", "WeightedCELossTrainer"),
 }
 
