@@ -30,6 +30,9 @@ ENTRY_POINTS = [
     "radconf_export_dicom = radconf.cli.export_dicom:main",
     "radconf_partial_labels = radconf.cli.partial_labels:main",
     "radconf_merge_labels = radconf.cli.merge_labels:main",
+    "radconf_determine_postprocessing = radconf.cli.determine_postprocessing:main",
+    "radconf_apply_postprocessing = radconf.cli.apply_postprocessing:main",
+    "radconf_margin = radconf.cli.margin:main",
 ]
 
 setup(
@@ -54,7 +57,8 @@ setup(
         "SimpleITK>=2.2",
         "numpy>=1.24",
         "scipy>=1.10",
-        "edt>=2.3",  # exact anisotropic distance transforms, multi-threaded (whole-case distance-head targets)
+        "edt>=2.3",  # exact anisotropic distance transforms, multi-threaded (distance-head targets, contour operations)
+        "connected-components-3d>=3.12",  # cc3d: connected components of the contour operations (also nnU-Net's)
         "matplotlib>=3.6",
         "tqdm>=4.60",
         # DICOM-RT exchange: CT series and RTSTRUCT (pydicom), DICOM-SEG (highdicom), Slicer .seg.nrrd (slicerio)

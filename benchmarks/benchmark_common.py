@@ -75,3 +75,26 @@ def benchmark_workspace(work: str, out: str | None):
         folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **{k: str(v) for k, v in folders.items()}}
     return work_folder, out_folder, folders, env, work_folder / "benchmark_log.txt"
+
+
+def evaluate_structures(reference: Path, predictions: Path, output: Path, structures: Sequence[str]) -> dict:
+    """radconf's evaluation of a prediction folder: per structure the mean, median and minimum Dice, the mean HD95
+    and the mean false-negative volume (reference volume x (1 - sensitivity), cm^3) over the cases."""
+    import numpy as np
+
+    from radconf.evaluation import evaluate_folders
+
+    result = evaluate_folders(reference_dir=reference, prediction_dir=predictions, output_dir=output,
+                              progress=False, plots=False)
+    by_structure: dict[str, dict] = {}
+    for structure in structures:
+        rows = [r for r in result.rows if r["structure"] == structure]
+        fn = [float(r["volume_ref_cm3"]) * (1 - float(r["sensitivity"])) for r in rows]
+        by_structure[structure] = {
+            "dice_mean": float(np.mean([r["dice"] for r in rows])),
+            "dice_median": float(np.median([r["dice"] for r in rows])),
+            "dice_min": float(np.min([r["dice"] for r in rows])),
+            "hd95_mean": float(np.nanmean([r["hd95_mm"] for r in rows])),
+            "fn_cm3_mean": float(np.mean(fn)),
+        }
+    return by_structure

@@ -7,7 +7,9 @@ fold ``all`` with NoDA trainers, a fixed seed and ``nnUNet_n_proc_DA=0``:
 - plain: ``nnUNetTrainerNoDA`` for N epochs;
 - cycle: ``nnUNetTrainerNoDA`` for N/2 epochs, ``radconf_predict`` on the training cases, then
   ``HardNegativeTrainerNoDA`` for N/2 epochs from those weights (``-pretrained_weights``; a new poly learning-rate
-  schedule) with ``--hard_negatives_from`` the predictions (share ``--share``).
+  schedule) with ``--hard_negatives_from`` the predictions (share ``--share``);
+- restart (the control of the cycle): the same N/2 epochs, then ``nnUNetTrainerNoDA`` for N/2 epochs from those
+  weights with the same new schedule and plain sampling, so that cycle vs restart measures the sampling alone.
 
 Both models predict the held-out and the shifted cases; per structure: Dice, and false-positive connected components
 per case (cc3d, 26-connectivity: predicted components of a structure that touch none of its reference voxels).
@@ -86,6 +88,7 @@ def _arms(folders: dict, work: Path, raw: Path, env: dict, log: Path, args) -> d
     half = max(1, args.epochs // 2)
     plain_env = {**env, "nnUNet_results": str(work / "results_plain")}
     cycle_env = {**env, "nnUNet_results": str(work / "results_cycle")}
+    restart_env = {**env, "nnUNet_results": str(work / "results_restart")}
     model = f"Dataset{PHANTOM_ID}_Phantom/{{}}__{PLANS}__3d_fullres/fold_all"
     if not (work / "results_plain" / model.format(PLAIN) / "checkpoint_final.pth").is_file():
         _train(PLAIN, args.epochs, plain_env, log, args)
@@ -96,10 +99,13 @@ def _arms(folders: dict, work: Path, raw: Path, env: dict, log: Path, args) -> d
     if not (work / "results_cycle" / model.format(HARD) / "checkpoint_final.pth").is_file():
         _train(HARD, half, cycle_env, log, args, "-pretrained_weights", str(first), "--hard_negatives_from",
                str(train_predictions), "--hard_negative_share", str(args.share))
+    if not (work / "results_restart" / model.format(PLAIN) / "checkpoint_final.pth").is_file():
+        _train(PLAIN, half, restart_env, log, args, "-pretrained_weights", str(first))
     return {f"plain {args.epochs} epochs": {"env": plain_env, "trainer": PLAIN},
             f"{half} plain + {half} hard-negative": {"env": cycle_env, "trainer": HARD,
                                                     "record": work / "results_cycle" / model.format(HARD)
-                                                    / "hard_negatives.json"}}
+                                                    / "hard_negatives.json"},
+            f"{half} plain + {half} plain (restart)": {"env": restart_env, "trainer": PLAIN, "slug": "restart"}}
 
 
 def main() -> None:
@@ -122,7 +128,7 @@ def main() -> None:
     rows = []
     for arm, spec in _arms(folders, work, raw, env, log, args).items():
         for test_set, folder in (("held-out", raw), ("shifted", shifted)):
-            slug = f"{spec['trainer']}_{test_set}"
+            slug = f"{spec.get('slug', spec['trainer'])}_{test_set}"
             predicted = _predict(spec["trainer"], folder / "imagesTs", work / f"predictions_{slug}", spec["env"],
                                  log, args)
             for name, score in _scores(folder / "labelsTs", predicted, labels).items():

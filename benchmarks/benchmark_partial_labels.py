@@ -33,6 +33,7 @@ import numpy as np
 # benchmarks/ is on sys.path when a script runs
 from benchmark_common import (
     benchmark_workspace,
+    evaluate_structures,
     median_epoch_seconds,
     run_module,
     write_tables,
@@ -127,25 +128,6 @@ def _prepare(folders: dict, env: dict, log: Path, work: Path, args) -> dict[str,
     return missing
 
 
-def _evaluate(reference: Path, predictions: Path, output: Path) -> dict:
-    from radconf.evaluation import evaluate_folders
-
-    result = evaluate_folders(reference_dir=reference, prediction_dir=predictions, output_dir=output,
-                              progress=False, plots=False)
-    by_structure: dict[str, dict] = {}
-    for structure in STRUCTURES:
-        rows = [r for r in result.rows if r["structure"] == structure]
-        fn = [float(r["volume_ref_cm3"]) * (1 - float(r["sensitivity"])) for r in rows]
-        by_structure[structure] = {
-            "dice_mean": float(np.mean([r["dice"] for r in rows])),
-            "dice_median": float(np.median([r["dice"] for r in rows])),
-            "dice_min": float(np.min([r["dice"] for r in rows])),
-            "hd95_mean": float(np.nanmean([r["hd95_mm"] for r in rows])),
-            "fn_cm3_mean": float(np.mean(fn)),
-        }
-    return by_structure
-
-
 def _arm(name: str, trainer: str, dataset_id: int, folders: dict, env: dict, log: Path, work: Path, args) -> dict:
     raw = folders["nnUNet_raw"]
     print(f"{name}: {trainer} on {dataset_id}, {args.epochs} x {args.iterations} iterations", flush=True)
@@ -162,7 +144,8 @@ def _arm(name: str, trainer: str, dataset_id: int, folders: dict, env: dict, log
         run_module(["radconf.cli.predict", "-i", str(folder / "imagesTs"), "-o", str(predictions), "-d",
                     str(dataset_id), "-tr", trainer, "-p", PLANS, "-f", "all", "-device", args.device,
                     "--continue_prediction"], env, log)
-        result[test] = _evaluate(folder / "labelsTs", predictions, work / f"evaluation_{test}_{trainer}_{dataset_id}")
+        result[test] = evaluate_structures(folder / "labelsTs", predictions,
+                                           work / f"evaluation_{test}_{trainer}_{dataset_id}", STRUCTURES)
     return result
 
 

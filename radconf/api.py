@@ -2,7 +2,8 @@
 
 ``predict`` runs one model (nnU-Net's predictor, folds averaged) or a weighted ensemble; either may be a confidence
 model (level maps), an anatomy-channel model (organ masks from a folder or from an organ model run first) or, for
-one model, a distance-head model (distance maps). The options of each method come as one small dataclass.
+one model, a distance-head model (distance maps). The options of each method come as one small dataclass; the
+segmentations may be post-processed (``radconf.postprocessing``).
 
 Everything is checked before any work starts (options, model files, output location, every input image, level
 outputs); a failed prediction leaves the output folder as it was found.
@@ -18,16 +19,19 @@ from radconf.ensembles.prediction import EnsembleOptions, predict_ensemble
 from radconf.errors import InvalidInput
 from radconf.inference import RunOptions, predict_model
 from radconf.io.cases import PredictedCases
-from radconf.models import ModelSpec
+from radconf.io.files import removed_on_failure
+from radconf.models import ModelSpec, find_model
+from radconf.postprocessing import PostProcessing, check_fits, postprocess_predictions
+from radconf.postprocessing.apply import RECORD, check_same_postprocessing
 
-__all__ = ["AnatomyInputs", "EnsembleOptions", "LevelOutputs", "ModelSpec", "PredictedCases", "RunOptions",
-           "predict"]
+__all__ = ["AnatomyInputs", "EnsembleOptions", "LevelOutputs", "ModelSpec", "PostProcessing", "PredictedCases",
+           "RunOptions", "predict"]
 
 
 def predict(input_folder: str | Path, output_folder: str | Path, models: Sequence[ModelSpec], *,
             run: RunOptions = RunOptions(), levels: LevelOutputs = LevelOutputs(),
             anatomy: AnatomyInputs = AnatomyInputs(), ensemble: EnsembleOptions | None = None,
-            save_distance: bool = False) -> PredictedCases:
+            save_distance: bool = False, postprocessing: PostProcessing | None = None) -> PredictedCases:
     """Predicts every case of ``input_folder`` into ``output_folder``.
 
     Args:
@@ -39,6 +43,8 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
         anatomy: anatomy-channel models given the images only: organ label maps or an organ model.
         ensemble: weights and disagreement map; given (or several models), the models run as an ensemble.
         save_distance: distance-head models (one model only): distance maps in mm (``distance_maps/``).
+        postprocessing: applied to each predicted segmentation (:mod:`radconf.postprocessing`; level maps stay
+            nested, ``--level`` masks are taken from the post-processed maps); checked against the model first.
 
     Returns:
         The case identifiers of the input folder; ``skipped``: those whose outputs were already there
@@ -54,9 +60,25 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
         raise InvalidInput("Give at least one model spec.")
     if not all(isinstance(model, ModelSpec) for model in models):
         raise InvalidInput("models must be ModelSpec objects (ModelSpec.parse('DATASET:TRAINER:PLANS:CONFIG:FOLDS')).")
+    if (len(models) > 1 or ensemble is not None) and save_distance:
+        raise InvalidInput("--save_distance is not available for ensembles; predict with the distance model alone.")
+    if postprocessing is None:
+        if (Path(output_folder) / RECORD).is_file():  # post-processed maps there: never mixed with raw ones
+            check_same_postprocessing(output_folder, None, find_model(models[0]).file_ending)
+        return _predict(input_folder, output_folder, models, run, levels, anatomy, ensemble, save_distance)
+    model = find_model(models[0])
+    check_fits(postprocessing, model.dataset_json, f"the model {models[0]}")
+    check_same_postprocessing(output_folder, postprocessing, model.file_ending)
+    with removed_on_failure(Path(output_folder)):
+        cases = _predict(input_folder, output_folder, models, run, levels, anatomy, ensemble, save_distance)
+        postprocess_predictions(output_folder, cases.predicted, model.file_ending, postprocessing,
+                                mask_levels=levels.masks)
+    return cases
+
+
+def _predict(input_folder, output_folder, models: list[ModelSpec], run: RunOptions, levels: LevelOutputs,
+             anatomy: AnatomyInputs, ensemble: EnsembleOptions | None, save_distance: bool) -> PredictedCases:
     if len(models) > 1 or ensemble is not None:
-        if save_distance:
-            raise InvalidInput("--save_distance is not available for ensembles; predict with the distance model alone.")
         return predict_ensemble(input_folder, output_folder, models, ensemble=ensemble or EnsembleOptions(), run=run,
                                 levels=levels, anatomy=anatomy)
     return predict_model(input_folder, output_folder, models[0], run=run, levels=levels, anatomy=anatomy,

@@ -66,58 +66,66 @@ def check_plan_settings(num_processes: int, gpu_memory_target_gb: float | None, 
 
 
 def check_window(window: Sequence[float] | None, channels: Sequence[int] | None,
-                 target_spacing: Sequence[float] | None) -> None:
+                 target_spacing: Sequence[float] | None, clahe: Sequence[int] | None = None) -> None:
     """Raises InvalidInput for window bounds that are not finite or not increasing, window channels without a
-    window or repeated, or a target spacing that is not 3 positive finite numbers."""
-    if window is not None:
-        if len(window) != 2 or not all(math.isfinite(v) for v in window) or not window[0] < window[1]:
-            raise InvalidInput(f"--ct_window needs two finite numbers LO < HI (HU), got {list(window)}; "
-                               f"e.g. --ct_window -800 800.")
-    if channels is not None:
-        if window is None:
-            raise InvalidInput("--window_channels needs --ct_window LO HI.")
-        if len(set(channels)) != len(channels) or any(c < 0 for c in channels):
-            raise InvalidInput(f"--window_channels must be distinct channel indices >= 0, got {list(channels)}.")
+    window, repeated or negative channel indices (window or CLAHE), or a target spacing that is not 3 positive
+    finite numbers."""
+    if window is not None and (len(window) != 2 or not all(math.isfinite(v) for v in window)
+                               or not window[0] < window[1]):
+        raise InvalidInput(f"--ct_window needs two finite numbers LO < HI (HU), got {list(window)}; "
+                           f"e.g. --ct_window -800 800.")
+    if channels is not None and window is None:
+        raise InvalidInput("--window_channels needs --ct_window LO HI.")
+    for option, indices in (("--window_channels", channels), ("--clahe", clahe)):
+        if indices is not None and (len(set(indices)) != len(indices) or any(c < 0 for c in indices)):
+            raise InvalidInput(f"{option} must be distinct channel indices >= 0, got {list(indices)}.")
     if target_spacing is not None and (len(target_spacing) != 3 or not all(
             math.isfinite(v) and v > 0 for v in target_spacing)):
         raise InvalidInput(f"-overwrite_target_spacing needs 3 positive finite numbers (mm, 3d_fullres), got "
                            f"{list(target_spacing)}.")
 
 
-def window_channels_of(dataset_json: dict, channels: Sequence[int] | None, where: Path) -> tuple[int, ...]:
-    """The channels a window applies to: ``channels`` checked against ``dataset_json``, or every channel named CT.
+def window_channels_of(dataset_json: dict, channels: Sequence[int] | None, where: Path,
+                       option: str = "--window_channels") -> tuple[int, ...]:
+    """The channels a scheme applies to: ``channels`` (given with ``option``) checked against ``dataset_json``, or
+    (None or empty) every channel named CT.
 
     Raises:
         InvalidInput: an index outside the channels, or no CT channel and none given.
     """
     names = dataset_json.get("channel_names", dataset_json.get("modality", {}))
     indices = sorted(int(k) for k in names)
-    if channels is not None:
+    if channels:
         outside = [c for c in channels if c not in indices]
         if outside:
-            raise InvalidInput(f"--window_channels {' '.join(map(str, outside))}: {where} has channels "
+            raise InvalidInput(f"{option} {' '.join(map(str, outside))}: {where} has channels "
                                f"{', '.join(map(str, indices))} only.")
         return tuple(channels)
     found = tuple(i for i in indices if str(names[str(i)]).upper() == "CT")
     if not found:
-        raise InvalidInput(f"{where} names no channel CT (channel_names {names}); give the channels to window with "
-                           f"--window_channels C ...")
+        raise InvalidInput(f"{where} names no channel CT (channel_names {names}); give the channels with "
+                           f"{option} C ...")
     return found
 
 
-def _windowed(planner_class: type, window: Sequence[float], channels: tuple[int, ...],
-              plans_name: str | None) -> tuple[type, str]:
-    """The windowed planner class and its plans name (``<default name>_CTwLO_HI`` unless ``plans_name``)."""
+def _with_intensity(planner_class: type, window: Sequence[float] | None, window_channels: tuple[int, ...],
+                    clahe_channels: tuple[int, ...] | None, plans_name: str | None) -> tuple[type, str | None]:
+    """The planner class with radconf's intensity schemes and its plans name (``<default name>_<tag>`` unless
+    ``plans_name``, e.g. ``radconfCPUPlans_CTw-800_800_CLAHE``); as given when there is no scheme."""
     import inspect
 
-    from radconf.planners.intensity import window_tag, windowed_planner
+    from radconf.planners.intensity import intensity_planner, intensity_tag
 
+    if window is None and clahe_channels is None:
+        return planner_class, plans_name
+    window = None if window is None else (float(window[0]), float(window[1]))
+    tag = intensity_tag(window, clahe_channels is not None)
     default = inspect.signature(planner_class.__init__).parameters["plans_name"].default
     if plans_name == default:
-        raise InvalidInput(f"-overwrite_plans_name {plans_name} is {planner_class.__name__}'s un-windowed plans; give "
-                           f"another name for the --ct_window plans (or none: {default}_{window_tag(*window)}).")
-    return windowed_planner(planner_class, (window[0], window[1]), channels), plans_name or (
-        f"{default}_{window_tag(*window)}")
+        raise InvalidInput(f"-overwrite_plans_name {plans_name} is {planner_class.__name__}'s plans without "
+                           f"radconf's intensity schemes; give another name (or none: {default}_{tag}).")
+    return (intensity_planner(planner_class, window, window_channels, clahe_channels),
+            plans_name or f"{default}_{tag}")
 
 
 def planned_configurations(plans_file: str | Path) -> list[str]:
@@ -131,7 +139,8 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
                         verbose: bool = False, check_dataset: bool = True,
                         preprocess: bool = True, target_spacing: Sequence[float] | None = None,
                         ct_window: Sequence[float] | None = None,
-                        window_channels: Sequence[int] | None = None) -> tuple[str, Path]:
+                        window_channels: Sequence[int] | None = None,
+                        clahe: Sequence[int] | None = None) -> tuple[str, Path]:
     """Checks the raw dataset, extracts its fingerprint, plans with ``planner`` and preprocesses.
 
     Args:
@@ -151,6 +160,9 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
             ``CTNormalization`` with fixed properties (:mod:`planners.intensity`); plans name
             ``<planner's name>_CTwLO_HI`` unless ``plans_name``, data identifiers tagged the same way.
         window_channels: the channel indices to window; None: every channel named CT in dataset.json.
+        clahe: the channel indices to equalise with CLAHE after clipping (to the window, else to nnU-Net's
+            percentiles; :mod:`radconf.nnunet_compat.intensity`); empty: every channel named CT; None: no CLAHE.
+            Plans ``<planner's name>_[CTwLO_HI_]CLAHE``, preprocessed by radconf's preprocessor.
         target_spacing: nnU-Net's ``-overwrite_target_spacing`` (3d_fullres), 3 positive numbers.
 
     Returns:
@@ -164,7 +176,7 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
 
     requested = check_configurations(DEFAULT_CONFIGURATIONS if configurations is None else configurations)
     check_plan_settings(num_processes, gpu_memory_target_gb, plans_name)
-    check_window(ct_window, window_channels, target_spacing)
+    check_window(ct_window, window_channels, target_spacing, clahe)
     if os.environ.get("nnUNet_n_proc_DA", "").strip() == "0":  # nnU-Net's planner calls set_num_threads(0) and dies
         raise InvalidInput("nnUNet_n_proc_DA=0 is only valid for training (single-threaded augmentation); nnU-Net's "
                            "planning crashes with it. Unset it for radconf_plan_and_preprocess.")
@@ -175,17 +187,19 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
     name = find_dataset_name(dataset_id, paths.raw)
     if check_dataset:
         check_raw_dataset(paths.raw / name)
-    if ct_window is not None:
+    if ct_window is not None or clahe is not None:
         dataset_json_file = paths.raw / name / "dataset.json"
-        channels = window_channels_of(json.loads(dataset_json_file.read_text(encoding="utf-8")), window_channels,
-                                      dataset_json_file)
-        planner_class, plans_name = _windowed(planner_class, ct_window, channels, plans_name)
+        dataset_json = json.loads(dataset_json_file.read_text(encoding="utf-8"))
+        windowed = () if ct_window is None else window_channels_of(dataset_json, window_channels, dataset_json_file)
+        equalised = None if clahe is None else window_channels_of(dataset_json, clahe, dataset_json_file, "--clahe")
+        planner_class, plans_name = _with_intensity(planner_class, ct_window, windowed, equalised, plans_name)
 
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
         extract_fingerprint_dataset,
         plan_experiment_dataset,
-        preprocess_dataset,
     )
+
+    from radconf.nnunet_compat.intensity import preprocess as preprocess_with
 
     one_worker = workers_as_threads(planning=True, inference=False) if num_processes == 1 else nullcontext()
     with one_worker:
@@ -206,6 +220,5 @@ def plan_and_preprocess(dataset: str | int, *, planner: str = "ExperimentPlanner
                       f"only), so not preprocessed.", stacklevel=2)
     if preprocess:
         with workers_as_threads(planning=True, inference=False) if num_processes == 1 else nullcontext():
-            preprocess_dataset(dataset_id, plans_identifier, tuple(present), [num_processes] * len(present),
-                               verbose=verbose)
+            preprocess_with(dataset_id, plans_identifier, present, num_processes, verbose=verbose)
     return plans_identifier, plans_file

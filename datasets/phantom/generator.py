@@ -26,6 +26,7 @@ from radconf.datasets.phantom.shapes import (
 )
 from scipy import ndimage
 
+from radconf.contours import Margin, expand_within
 from radconf.errors import InvalidInput
 
 ANATOMY_SCALE_RANGE = (0.5, 2.0)
@@ -187,18 +188,17 @@ def _render_ct(masks: dict[str, np.ndarray], tissue: np.ndarray, grid: Grid, ana
 
 def _ctv(masks: dict[str, np.ndarray], tissue: np.ndarray, config: PhantomConfig,
          spacing: tuple[float, float, float]) -> np.ndarray:
-    """GTV + anisotropic margin, cut at anatomical barriers and kept only where reachable from the GTV."""
+    """GTV + anisotropic margin grown through tissue around the anatomical barriers, inside the body
+    (:func:`radconf.contours.expand_within`): a voxel is in the CTV when a path from the GTV that avoids every
+    barrier reaches it within the margin. Array axis 0 increasing is superior (identity direction)."""
     gtv = _is(tissue, "gtv")
-    scaled = (spacing[0] / config.ctv_margin_longitudinal_mm, spacing[1] / config.ctv_margin_radial_mm,
-              spacing[2] / config.ctv_margin_radial_mm)
-    expanded = ndimage.distance_transform_edt(~gtv, sampling=scaled) <= 1.0
+    longitudinal = config.ctv_margin_longitudinal_mm
+    margin = Margin(radial=config.ctv_margin_radial_mm, superior=longitudinal, inferior=longitudinal)
     barrier = np.isin(tissue, [_PAINT_ORDER.index(n) + 1 for n in _PAINT_ORDER if n != "gtv"])
     barrier |= masks["sacrum"] | masks["iliac_left"] | masks["iliac_right"]
     barrier |= masks["femoral_head_left"] | masks["femoral_head_right"]
-    allowed = (expanded & ~barrier & masks["body"]) | gtv
-    components, _ = ndimage.label(allowed)
-    keep = np.unique(components[gtv])
-    return np.isin(components, keep[keep > 0]).astype(np.uint8)
+    ctv = expand_within(gtv, spacing, margin, barriers=barrier, body=masks["body"], keep_input=True, threads=1)
+    return ctv.astype(np.uint8)
 
 
 def generate_case(config: PhantomConfig, index: int, prefix: str = "phantom") -> PhantomCase:

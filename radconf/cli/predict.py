@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DICOM input: what to write (default: rtstruct); NIfTI input: nifti only")
     parser.add_argument("--continue_prediction", action="store_true",
                         help="keep the cases whose outputs are already there; predict the others")
+    parser.add_argument("--postprocessing", default=None, metavar="FILE",
+                        help="post-process the segmentations (level maps stay nested): postprocessing.json of "
+                             "radconf_determine_postprocessing or nnU-Net's postprocessing.pkl")
     return parser
 
 
@@ -81,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         from radconf.dicom.predict_io import check_output_formats, is_dicom_folder
         from radconf.ensembles.weights import warn_if_fitted_on
         from radconf.models import ModelSpec
+        from radconf.postprocessing import read_postprocessing
 
+        postprocessing = read_postprocessing(args.postprocessing) if args.postprocessing else None
         use_default_nnunet_paths()
         dicom_input = is_dicom_folder(args.i)
         formats = check_output_formats(args.output_format or (("rtstruct",) if dicom_input else ("nifti",)),
@@ -101,17 +106,17 @@ def main(argv: list[str] | None = None) -> int:
                                 model=ModelSpec.parse(args.anatomy_model) if args.anatomy_model else None)
         levels = LevelOutputs(probabilities=args.level_probabilities, masks=tuple(args.level))
         if dicom_input:
-            cases = _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats)
+            cases = _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats, postprocessing)
         else:
             cases = predict(args.i, args.o, members, run=run_options, ensemble=ensemble, anatomy=anatomy,
-                            levels=levels, save_distance=args.save_distance)
+                            levels=levels, save_distance=args.save_distance, postprocessing=postprocessing)
         warn_if_fitted_on(cases, fitted_cases)
         print(summary_line("predicted", cases, args.o))
 
     return run_cli(run)
 
 
-def _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats):
+def _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats, postprocessing):
     """DICOM CT series in, predictions written back onto each series (radconf.dicom.predict_io)."""
     from pathlib import Path
 
@@ -130,7 +135,7 @@ def _predict_dicom(args, members, run_options, ensemble, anatomy, levels, format
     with dicom_as_nifti(args.i) as (images, series_by_case), removed_on_failure(args.o):
         predictions = images.parent / "predictions"
         cases = predict(images, predictions, members, run=run_options, ensemble=ensemble, anatomy=anatomy,
-                        levels=levels, save_distance=args.save_distance)
+                        levels=levels, save_distance=args.save_distance, postprocessing=postprocessing)
         write_dicom_outputs(predictions, Path(args.o), Path(args.i), formats, series_by_case, description,
                             fractional=args.save_probabilities or args.level_probabilities)
     return cases

@@ -4,7 +4,8 @@ entry point is installed and wired (their behaviour is tested in-process in test
 The others run once each elsewhere in this folder: radconf_plan_and_preprocess, radconf_train, radconf_predict and
 radconf_evaluate (test_end_to_end.py), radconf_fuse_readers (test_fuse_readers.py), radconf_anatomy_dataset
 (test_anatomy_dataset_cli.py), radconf_find_ensemble_weights and radconf_ensemble (test_ensemble_cli.py),
-radconf_demo (test_demo.py); radconf_import_dicom and radconf_export_dicom run here, as a pair.
+radconf_demo (test_demo.py); radconf_import_dicom and radconf_export_dicom run here, as a pair, and so do
+radconf_determine_postprocessing and radconf_apply_postprocessing; radconf_margin runs here once.
 """
 from __future__ import annotations
 
@@ -72,3 +73,43 @@ def test_dicom_import_and_export_scripts_round_trip(tmp_path):
                      str(tmp_path / "raw" / "Dataset620_Script_key.csv"), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1.0" in (tmp_path / "out" / "export_report.csv").read_text().splitlines()[1]
+
+
+def test_postprocessing_scripts_determine_and_apply(tmp_path):
+    def write(path: Path, island: bool) -> None:
+        array = np.zeros((6, 12, 12), np.uint8)
+        array[1:5, 1:6, 1:6] = 1
+        if island:
+            array[2:4, 9:11, 9:11] = 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+
+    for case in ("a", "b"):
+        write(tmp_path / "pred" / f"{case}.nii.gz", island=True)
+        write(tmp_path / "ref" / f"{case}.nii.gz", island=False)
+    (tmp_path / "pred" / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "organ": 1},
+                                                                "file_ending": ".nii.gz"}))
+    (tmp_path / "search.json").write_text(json.dumps([{"op": "largest_component"}]))
+    result = _script("radconf_determine_postprocessing", "-i", str(tmp_path / "pred"), "-ref", str(tmp_path / "ref"),
+                     "-o", str(tmp_path / "pp"), "--search_space", str(tmp_path / "search.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "organ: largest_component (mean Dice" in result.stdout
+    result = _script("radconf_apply_postprocessing", "-i", str(tmp_path / "pred"), "-o", str(tmp_path / "out"), "-pp",
+                     str(tmp_path / "pp" / "postprocessing.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for case in ("a", "b"):
+        assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / f"{case}.nii.gz"))),
+                              sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "ref" / f"{case}.nii.gz"))))
+
+
+def test_margin_script_grows_a_point(tmp_path):
+    array = np.zeros((7, 7, 7), np.uint8)
+    array[3, 3, 3] = 1
+    (tmp_path / "gtv").mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(tmp_path / "gtv" / "a.nii.gz"))
+    result = _script("radconf_margin", "-i", str(tmp_path / "gtv"), "-o", str(tmp_path / "ctv"), "--label", "1",
+                     "--margin", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "radconf: grew 1 case(s) by 2 mm" in result.stdout
+    # 1 + 6 + 12 + 8 + 6 voxel centres at 0, 1, sqrt(2), sqrt(3) and 2 mm
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "ctv" / "a.nii.gz"))).sum() == 33

@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from radconf.anatomy.channels import anatomy_of
 from radconf.anatomy.dataset import make_anatomy_dataset
 from radconf.raw.checks import check_raw_dataset
+from tests.images import read_image, write_image
 
 SHAPE = (4, 5, 6)  # numpy (z, y, x)
 SPACING = (0.8, 0.9, 2.5)
@@ -29,17 +30,10 @@ SPEC = "202:nnUNetTrainer:radconfCPUPlans:3d_fullres:0,1"
 
 
 def write(path: Path, array: np.ndarray, spacing=SPACING) -> Path:
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing(spacing)
-    image.SetOrigin(ORIGIN)
-    image.SetDirection(DIRECTION)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path))
-    return path
+    return write_image(path, array, spacing_xyz=spacing, origin=ORIGIN, direction=DIRECTION)
 
 
-def read(path: Path) -> np.ndarray:
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+read = read_image
 
 
 def source_labels() -> dict[str, np.ndarray]:

@@ -33,7 +33,8 @@ INVALID = {
     arguments.dataset_id: ("0", "1000", "1.5"),
 }
 # the commands' own checked types, by name
-INVALID_BY_NAME = {"fdr_level": ("0", "1", "nan"), "levels_argument": ("1", "256", "2.5"), "_seed": ("-1", "1.5")}
+INVALID_BY_NAME = {"fdr_level": ("0", "1", "nan"), "levels_argument": ("1", "256", "2.5"), "_seed": ("-1", "1.5"),
+                   "margin_mm": ("-1", "nan", "inf")}
 CHECKED_TYPES = set(INVALID)
 
 
@@ -67,7 +68,7 @@ def _cases():
 
 
 def test_every_command_is_found():
-    assert len(COMMANDS) == 15 and "radconf_predict" in COMMANDS and "radconf_import_dicom" in COMMANDS
+    assert len(COMMANDS) == 18 and "radconf_predict" in COMMANDS and "radconf_import_dicom" in COMMANDS
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

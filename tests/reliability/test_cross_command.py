@@ -28,6 +28,7 @@ MODEL = ["-d", "990", "-c", "3d_fullres", "-tr", ORGAN_TRAINER, "-p", PLANS, "-f
 RAW = "nnUNet_raw/Dataset990_Phantom"
 FOLD = f"nnUNet_results/Dataset990_Phantom/{ORGAN_TRAINER}__{PLANS}__3d_fullres/fold_all"
 CSV = "case,structure,dice\nphantom_005,bladder,0.8\nphantom_005,rectum,0.7\n"
+PP = "tables/postprocessing.json"  # a post-processing of label 1 (radconf_apply_postprocessing -pp)
 
 # command -> argv whose output is on or around an input (paths relative to the tree)
 OUTPUT_OVER_INPUT = {
@@ -45,6 +46,9 @@ OUTPUT_OVER_INPUT = {
     "radconf_import_dicom": ["nnUNet_raw", "-d", "983", "-n", "Inside"],  # the new dataset lies inside the input
     "radconf_export_dicom": ["-i", "predictions", "--dicom", "dicom", "-o", "dicom/exported"],
     "radconf_merge_labels": ["-d", "990", "-o", "Dataset990_Phantom", "--rename", "gtv=GTV"],  # onto the source
+    "radconf_determine_postprocessing": ["-i", "predictions", "-ref", f"{RAW}/labelsTs", "-o", "predictions/pp"],
+    "radconf_apply_postprocessing": ["-i", "predictions", "-o", "predictions", "-pp", PP],
+    "radconf_margin": ["-i", "predictions", "-o", "predictions/ctv", "--label", "gtv", "--margin", "5"],
 }
 # commands without a user-given output: plan_and_preprocess writes nnU-Net's preprocessed folder of its dataset
 # partial_labels records its table in nnU-Net's preprocessed folder of its dataset
@@ -70,6 +74,12 @@ TRUNCATED = {
                                                                 "--dataset_json", f"{RAW}/dataset.json"]),
     "radconf_partial_labels": (f"{RAW}/labelsTr/phantom_001.nii.gz", ["-d", "990", "--missing", "tables/missing.csv"]),
     "radconf_merge_labels": (f"{RAW}/labelsTr/phantom_001.nii.gz", ["-d", "990", "-o", "984", "--rename", "gtv=GTV"]),
+    "radconf_determine_postprocessing": ("predictions/phantom_005.nii.gz", ["-i", "predictions", "-ref",
+                                                                            f"{RAW}/labelsTs", "-o", "out"]),
+    "radconf_apply_postprocessing": ("predictions/phantom_005.nii.gz", ["-i", "predictions", "-o", "out", "-pp", PP]),
+    "radconf_margin": (f"{RAW}/labelsTs/phantom_005.nii.gz", ["-i", "predictions", "-o", "out", "--label", "4",
+                                                             "--margin", "5", "--barriers", f"{RAW}/labelsTs",
+                                                             "--barrier_labels", "bladder"]),
 }
 # the checkpoint at prediction, beside the image case above
 TRUNCATED_CHECKPOINT_AT_PREDICTION = (f"{FOLD}/checkpoint_final.pth", ["-i", f"{RAW}/imagesTs", "-o", "out", *MODEL])
@@ -95,6 +105,9 @@ def tree(tmp_path_factory, organ_store):
     (root / "tables" / "comparison.csv").write_text(CSV)
     (root / "tables" / "other.csv").write_text(CSV.replace("0.8", "0.75"))
     (root / "tables" / "missing.csv").write_text("case,missing\nphantom_001,gtv\n")
+    (root / PP).write_text(json.dumps({"format": "radconf_postprocessing", "version": 1, "kind": "labels",
+                                       "structures": [{"name": "bladder", "labels": [1],
+                                                       "steps": [{"op": "largest_component"}]}]}))
     _tps_export(root / RAW / "labelsTs" / "phantom_005.nii.gz", root / "dicom")
     return root
 

@@ -494,3 +494,20 @@ def test_organ_model_continues_a_prediction(organ_model, tmp_path, capsys):
     assert predict.main([*argv, "--continue_prediction"]) == 0
     out = capsys.readouterr().out
     assert "predicted 0 case(s)" in out and "1 already there were kept" in out and "That's 0 cases" not in out
+    # --postprocessing: the same prediction, then each structure's steps, as applying them by hand gives
+    from radconf.postprocessing import apply_postprocessing, structures_of
+    from radconf.postprocessing.definition import with_steps
+    from radconf.postprocessing.steps import check_steps
+
+    structures = structures_of(json.loads((organ_model.fold.parent / "dataset.json").read_text()))
+    steps = check_steps([{"op": "largest_component"}, {"op": "closing", "radius_mm": 8}], "test")
+    postprocessing = with_steps(structures, [steps] * len(structures.structures))
+    pp_file = tmp_path / "postprocessing.json"
+    pp_file.write_text(json.dumps(postprocessing.as_json()))
+    post = tmp_path / "post"
+    assert predict.main([*argv[:2], "-o", str(post), *argv[4:], "--postprocessing", str(pp_file)]) == 0
+    capsys.readouterr()
+    raw = sitk.ReadImage(str(output / f"{case}.nii.gz"))
+    by_hand = apply_postprocessing(sitk.GetArrayFromImage(raw), raw.GetSpacing()[::-1], postprocessing)
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(post / f"{case}.nii.gz"))), by_hand)
+    assert not np.array_equal(by_hand, sitk.GetArrayFromImage(raw))
