@@ -33,6 +33,7 @@ ENTRY_POINTS = [
     "radconf_determine_postprocessing = radconf.cli.determine_postprocessing:main",
     "radconf_apply_postprocessing = radconf.cli.apply_postprocessing:main",
     "radconf_margin = radconf.cli.margin:main",
+    "radconf_calibrate = radconf.cli.calibrate:main",
 ]
 
 setup(

@@ -23,15 +23,18 @@ from radconf.io.files import removed_on_failure
 from radconf.models import ModelSpec, find_model
 from radconf.postprocessing import PostProcessing, check_fits, postprocess_predictions
 from radconf.postprocessing.apply import RECORD, check_same_postprocessing
+from radconf.uncertainty.prediction import Calibration, predict_with_samples
+from radconf.uncertainty.sources import UncertaintyOptions
 
-__all__ = ["AnatomyInputs", "EnsembleOptions", "LevelOutputs", "ModelSpec", "PostProcessing", "PredictedCases",
-           "RunOptions", "predict"]
+__all__ = ["AnatomyInputs", "Calibration", "EnsembleOptions", "LevelOutputs", "ModelSpec", "PostProcessing",
+           "PredictedCases", "RunOptions", "UncertaintyOptions", "predict"]
 
 
 def predict(input_folder: str | Path, output_folder: str | Path, models: Sequence[ModelSpec], *,
             run: RunOptions = RunOptions(), levels: LevelOutputs = LevelOutputs(),
             anatomy: AnatomyInputs = AnatomyInputs(), ensemble: EnsembleOptions | None = None,
-            save_distance: bool = False, postprocessing: PostProcessing | None = None) -> PredictedCases:
+            save_distance: bool = False, postprocessing: PostProcessing | None = None,
+            uncertainty: UncertaintyOptions | None = None, calibration: Calibration | None = None) -> PredictedCases:
     """Predicts every case of ``input_folder`` into ``output_folder``.
 
     Args:
@@ -45,6 +48,10 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
         save_distance: distance-head models (one model only): distance maps in mm (``distance_maps/``).
         postprocessing: applied to each predicted segmentation (:mod:`radconf.postprocessing`; level maps stay
             nested, ``--level`` masks are taken from the post-processed maps); checked against the model first.
+        uncertainty: draw samples (MC dropout, test-time mirroring, folds, ensemble members): the mean is the
+            prediction, and the maps, bounds and contour-quality scores go to ``uncertainty/``
+            (:mod:`radconf.uncertainty`); post-processing applies to the mean segmentation only.
+        calibration: apply each model's temperature scaling (``radconf_calibrate``) to its probabilities.
 
     Returns:
         The case identifiers of the input folder; ``skipped``: those whose outputs were already there
@@ -62,22 +69,36 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
         raise InvalidInput("models must be ModelSpec objects (ModelSpec.parse('DATASET:TRAINER:PLANS:CONFIG:FOLDS')).")
     if (len(models) > 1 or ensemble is not None) and save_distance:
         raise InvalidInput("--save_distance is not available for ensembles; predict with the distance model alone.")
+    sampled = uncertainty is not None or calibration is not None
+    if sampled and save_distance:
+        raise InvalidInput("--save_distance does not combine with --uncertainty / --calibrate; predict the distance "
+                           "maps in a separate run.")
+    if sampled and ensemble is not None and ensemble.save_disagreement:
+        raise InvalidInput("--save_disagreement does not combine with --uncertainty / --calibrate; "
+                           "--uncertainty ensemble writes the members' variance and bounds instead.")
     if postprocessing is None:
         if (Path(output_folder) / RECORD).is_file():  # post-processed maps there: never mixed with raw ones
             check_same_postprocessing(output_folder, None, find_model(models[0]).file_ending)
-        return _predict(input_folder, output_folder, models, run, levels, anatomy, ensemble, save_distance)
+        return _predict(input_folder, output_folder, models, run, levels, anatomy, ensemble, save_distance,
+                        uncertainty, calibration)
     model = find_model(models[0])
     check_fits(postprocessing, model.dataset_json, f"the model {models[0]}")
     check_same_postprocessing(output_folder, postprocessing, model.file_ending)
     with removed_on_failure(Path(output_folder)):
-        cases = _predict(input_folder, output_folder, models, run, levels, anatomy, ensemble, save_distance)
+        cases = _predict(input_folder, output_folder, models, run, levels, anatomy, ensemble, save_distance,
+                         uncertainty, calibration)
         postprocess_predictions(output_folder, cases.predicted, model.file_ending, postprocessing,
                                 mask_levels=levels.masks)
     return cases
 
 
 def _predict(input_folder, output_folder, models: list[ModelSpec], run: RunOptions, levels: LevelOutputs,
-             anatomy: AnatomyInputs, ensemble: EnsembleOptions | None, save_distance: bool) -> PredictedCases:
+             anatomy: AnatomyInputs, ensemble: EnsembleOptions | None, save_distance: bool,
+             uncertainty: UncertaintyOptions | None, calibration: Calibration | None) -> PredictedCases:
+    if uncertainty is not None or calibration is not None:
+        return predict_with_samples(input_folder, output_folder, models, sampling=uncertainty, run=run, levels=levels,
+                                    anatomy=anatomy, weights=ensemble.weights if ensemble else None,
+                                    calibration=calibration)
     if len(models) > 1 or ensemble is not None:
         return predict_ensemble(input_folder, output_folder, models, ensemble=ensemble or EnsembleOptions(), run=run,
                                 levels=levels, anatomy=anatomy)

@@ -100,6 +100,14 @@ def load_predictor(spec: ModelSpec, *, device: str | None = None, tile_step_size
     return predictor
 
 
+def preprocess_case(predictor, files: Sequence[str]) -> tuple:
+    """nnU-Net's preprocessing of one case for ``predictor``'s plans: (data array, image properties)."""
+    preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
+    data, _, properties = preprocessor.run_case(list(files), None, predictor.plans_manager,
+                                                predictor.configuration_manager, predictor.dataset_json)
+    return data, properties
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How a model runs, whatever the method: device, sliding window, workers, what is kept.

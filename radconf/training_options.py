@@ -18,6 +18,7 @@ from radconf.nnunet_compat.checkpoints import FLAGS, plain
 from radconf.registry import radconf_classes
 
 _MAX_SEED = 2**32 - 1  # numpy's limit
+_DROPOUT_PLACES = ("encoder", "decoder", "both")  # radconf.uncertainty.dropout.WHERE, without importing torch
 
 
 def check_fold(fold: int | str) -> int | str:
@@ -61,6 +62,14 @@ def _check_setting_value(name: str, value: Any) -> None:
     if name == "hard_negative_share" and not (finite_non_negative(value) and 0 < value <= 1):
         raise InvalidInput(f"--hard_negative_share must be a number in (0, 1] (the share of training patches "
                            f"centred on false positives), got {value!r}.")
+    if name == "dropout_rate" and not (finite_non_negative(value) and value < 1):
+        raise InvalidInput(f"--dropout must be a number in [0, 1) (the share of activations dropped; 0 switches "
+                           f"dropout off), got {value!r}.")
+    if name == "dropout_where" and value not in _DROPOUT_PLACES:
+        raise InvalidInput(f"--dropout_in must be one of {', '.join(_DROPOUT_PLACES)}, got {value!r}.")
+    if name == "dropblock_size" and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
+        raise InvalidInput(f"--dropblock_size must be a whole number >= 0 (the DropBlock size in voxels; 0 = "
+                           f"element-wise dropout), got {value!r}.")
     if name == "hard_negatives_from" and value is not None and not Path(value).is_dir():
         raise InvalidInput(f"--hard_negatives_from {value} is not a folder: pass a model's training output folder "
                            f"(fold_*/validation/) or a folder of predicted label files named like the raw cases.")

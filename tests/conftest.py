@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from radconf.datasets.phantom import PhantomConfig
+
 from radconf.nnunet_compat.workers import substitutions
 
 # Coarse sampling of the same anatomy: small volumes so that tests stay fast.
@@ -226,3 +227,28 @@ def organ_model(in_process: dict[str, Path], organ_store: Store) -> OrganModel:
     fold = (in_process["nnUNet_results"] / phantom.folder.name / f"{ORGAN_TRAINER}__{PLANS}__3d_fullres"
             / "fold_all")
     return OrganModel(phantom, ORGAN_MODEL, fold, tuple(ORGAN_TRAIN_ARGS), ORGAN_SEED)
+
+
+DROPOUT_TRAINER = "DropoutTrainerNoDA"
+DROPOUT_MODEL = f"{DATASET_ID}:{DROPOUT_TRAINER}:{PLANS}:3d_fullres"  # + ":0,1" (its two folds)
+DROPOUT_TRAIN_ARGS = [str(DATASET_ID), "3d_fullres", "FOLD", "-tr", DROPOUT_TRAINER, "-p", PLANS, "-device", "cpu",
+                      "--epochs", "1", "--iterations_per_epoch", "2", "--npz", "--seed", "0", "--dropout", "0.2"]
+
+
+@pytest.fixture(scope="session")
+def dropout_store(tmp_path_factory: pytest.TempPathFactory, organ_store: Store) -> Store:
+    """``organ_store`` plus a tiny dropout model (``DROPOUT_MODEL``, dropout 0.2): folds 0 and 1, 1 epoch of 2
+    iterations each, validated with probabilities (``--npz``), trained once per session in-process."""
+    root = tmp_path_factory.mktemp("dropout_store")
+    dirs = _make_dirs(root)
+    phantom = copy_store(organ_store, dirs)
+    with pytest.MonkeyPatch.context() as monkeypatch, in_process_nnunet(monkeypatch, dirs):
+        for fold in ("0", "1"):
+            _train_in_process([fold if a == "FOLD" else a for a in DROPOUT_TRAIN_ARGS])
+    return Store(root, phantom)
+
+
+@pytest.fixture
+def dropout_model(in_process: dict[str, Path], dropout_store: Store):
+    """The planned tiny phantom with the organ model and the dropout model (folds 0, 1) in this test's folders."""
+    return copy_store(dropout_store, in_process)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from radconf.cli.arguments import fraction, make_parser, positive_int
+from radconf.cli.arguments import fraction, make_parser, non_negative_int, positive_int
 from radconf.cli.errors import run_cli
 from radconf.errors import InvalidInput
 
@@ -65,7 +65,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--postprocessing", default=None, metavar="FILE",
                         help="post-process the segmentations (level maps stay nested): postprocessing.json of "
                              "radconf_determine_postprocessing or nnU-Net's postprocessing.pkl")
+    _add_uncertainty_arguments(parser)
     return parser
+
+
+def _add_uncertainty_arguments(parser: argparse.ArgumentParser) -> None:
+    from radconf.uncertainty.sources import SOURCES
+
+    parser.add_argument("--uncertainty", default=None, choices=SOURCES,
+                        help="draw samples: mc_dropout (a model trained with dropout), tta (mirrored inputs), folds "
+                             "(each fold of the model), ensemble (each -m member); the mean is the prediction, the "
+                             "maps, 95 %% bounds and contour-quality scores go to uncertainty/")
+    parser.add_argument("--mc_samples", type=positive_int, default=None, metavar="N",
+                        help="mc_dropout: number of stochastic passes (>= 2; seed 004 draws 50); tta: at most N flips")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="mc_dropout: pass i seeds torch with SEED + i, so a run repeats")
+    parser.add_argument("--tta_axes", type=non_negative_int, nargs="+", default=None, metavar="AXIS",
+                        help="tta: spatial axes to mirror along (default: those the checkpoint allows)")
+    parser.add_argument("--no_uncertainty_maps", action="store_true",
+                        help="with --uncertainty: write only the per-case JSON and the summary, no voxel maps")
+    parser.add_argument("--calibrate", nargs="?", const=True, default=None, metavar="FILE",
+                        help="apply temperature scaling to the probabilities: temperature.json of radconf_calibrate "
+                             "(default: the one in each model's folder)")
+
+
+def _uncertainty_options(args):
+    """(UncertaintyOptions or None, Calibration or None) of the parsed arguments."""
+    from radconf.api import Calibration, UncertaintyOptions
+
+    dependent = [flag for flag, value in (("--mc_samples", args.mc_samples), ("--tta_axes", args.tta_axes),
+                                          ("--no_uncertainty_maps", args.no_uncertainty_maps)) if value]
+    if args.uncertainty is None and dependent:
+        raise InvalidInput(f"{', '.join(dependent)} need --uncertainty SOURCE (e.g. --uncertainty mc_dropout "
+                           f"--mc_samples 20).")
+    sampling = None
+    if args.uncertainty is not None:
+        sampling = UncertaintyOptions(source=args.uncertainty, samples=args.mc_samples, seed=args.seed,
+                                      tta_axes=tuple(args.tta_axes) if args.tta_axes else None,
+                                      save_maps=not args.no_uncertainty_maps)
+    calibration = None
+    if args.calibrate is not None:
+        calibration = Calibration(file=None if args.calibrate is True else args.calibrate)
+    return sampling, calibration
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,18 +146,21 @@ def main(argv: list[str] | None = None) -> int:
         anatomy = AnatomyInputs(folder=args.anatomy,
                                 model=ModelSpec.parse(args.anatomy_model) if args.anatomy_model else None)
         levels = LevelOutputs(probabilities=args.level_probabilities, masks=tuple(args.level))
+        sampling, calibration = _uncertainty_options(args)
+        extra = {"uncertainty": sampling, "calibration": calibration}
         if dicom_input:
-            cases = _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats, postprocessing)
+            cases = _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats, postprocessing,
+                                   extra)
         else:
             cases = predict(args.i, args.o, members, run=run_options, ensemble=ensemble, anatomy=anatomy,
-                            levels=levels, save_distance=args.save_distance, postprocessing=postprocessing)
+                            levels=levels, save_distance=args.save_distance, postprocessing=postprocessing, **extra)
         warn_if_fitted_on(cases, fitted_cases)
         print(summary_line("predicted", cases, args.o))
 
     return run_cli(run)
 
 
-def _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats, postprocessing):
+def _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats, postprocessing, extra):
     """DICOM CT series in, predictions written back onto each series (radconf.dicom.predict_io)."""
     from pathlib import Path
 
@@ -135,7 +179,7 @@ def _predict_dicom(args, members, run_options, ensemble, anatomy, levels, format
     with dicom_as_nifti(args.i) as (images, series_by_case), removed_on_failure(args.o):
         predictions = images.parent / "predictions"
         cases = predict(images, predictions, members, run=run_options, ensemble=ensemble, anatomy=anatomy,
-                        levels=levels, save_distance=args.save_distance, postprocessing=postprocessing)
+                        levels=levels, save_distance=args.save_distance, postprocessing=postprocessing, **extra)
         write_dicom_outputs(predictions, Path(args.o), Path(args.i), formats, series_by_case, description,
                             fractional=args.save_probabilities or args.level_probabilities)
     return cases

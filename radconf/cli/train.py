@@ -14,6 +14,7 @@ from radconf.cli.arguments import (
     non_negative_float,
     non_negative_int,
     positive_int,
+    probability,
 )
 from radconf.cli.errors import run_cli
 
@@ -86,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hard_negative_share", type=fraction, default=None, metavar="P",
                         help="hard-negative trainers (setting hard_negative_share): share of training patches centred "
                              "on false positives, in (0, 1] (default: 0.1; with --c: recorded)")
+    parser.add_argument("--dropout", type=probability, default=None, metavar="P",
+                        help="dropout trainers (setting dropout_rate): share of activations dropped after every "
+                             "convolution block, in [0, 1); 0 switches it off (default: the trainer's, 0.1; with --c: "
+                             "recorded)")
+    parser.add_argument("--dropout_in", choices=["encoder", "decoder", "both"], default=None,
+                        help="dropout trainers (setting dropout_where): where dropout acts (default: the trainer's, "
+                             "both; with --c: recorded)")
+    parser.add_argument("--dropblock_size", type=non_negative_int, default=None, metavar="V",
+                        help="dropout trainers (setting dropblock_size): DropBlock size in voxels, 0 = element-wise "
+                             "dropout (default: the trainer's, 3 for DropBlockTrainer, 0 for DropoutTrainer; with --c: "
+                             "recorded)")
     parser.add_argument("--list_trainers", action=_ListTrainers, help="list every trainer name and exit")
     return parser
 
@@ -98,7 +110,8 @@ def training_options(args: argparse.Namespace) -> TrainingOptions:
 
     source = str(Path(args.hard_negatives_from).resolve()) if args.hard_negatives_from else None
     settings = {"distance_weight": args.distance_weight, "class_weights": args.ce_weights,
-                "hard_negatives_from": source, "hard_negative_share": args.hard_negative_share}
+                "hard_negatives_from": source, "hard_negative_share": args.hard_negative_share,
+                "dropout_rate": args.dropout, "dropout_where": args.dropout_in, "dropblock_size": args.dropblock_size}
     return TrainingOptions(epochs=args.epochs, iterations_per_epoch=args.iterations_per_epoch, seed=args.seed,
                            validate=not args.no_val, validate_with_best=args.val_best, export_npz=args.npz,
                            pretrained_weights=args.pretrained_weights,

@@ -53,23 +53,27 @@ def export_structures(dataset_json: Mapping) -> list[ExportStructure]:
 
 
 def rtstruct_rois(labels: np.ndarray, geometry: SeriesGeometry, structures: Sequence[ExportStructure],
-                  description: str):
-    """RTSTRUCT ROIs of a label map (contours on voxel edges, in patient coordinates)."""
+                  description: str, extra_rois: Sequence[tuple[str, np.ndarray]] = ()):
+    """RTSTRUCT ROIs of a label map (contours on voxel edges, in patient coordinates), then one ROI per extra
+    ``(name, mask)`` (e.g. the 95 % bounds of an uncertainty prediction)."""
     from radconf.dicom.rtstruct_writer import RoiContours
     from radconf.dicom.tracing import trace_volume
 
+    masks = [(s.name, s.colour, s.mask(labels)) for s in structures]
+    masks += [(name, structure_colour(name, len(masks) + i + 1), mask) for i, (name, mask) in enumerate(extra_rois)]
     rois = []
-    for number, structure in enumerate(structures, start=1):
+    for number, (name, colour, mask) in enumerate(masks, start=1):
         contours = []
-        for k, traced in sorted(trace_volume(structure.mask(labels)).items()):
+        for k, traced in sorted(trace_volume(mask).items()):
             contours.extend((k, geometry.index_to_patient(c.points, k)) for c in traced)
-        rois.append(RoiContours(number=number, name=structure.name, colour=structure.colour, contours=contours,
+        rois.append(RoiContours(number=number, name=name, colour=colour, contours=contours,
                                 generation_algorithm="AUTOMATIC", generation_description=description))
     return rois
 
 
 def write_case_outputs(folder: Path, case: str, labels: np.ndarray, source, structures: Sequence[ExportStructure],
-                       formats: Sequence[str], description: str, fractions: np.ndarray | None = None) -> list[Path]:
+                       formats: Sequence[str], description: str, fractions: np.ndarray | None = None,
+                       extra_rois: Sequence[tuple[str, np.ndarray]] = ()) -> list[Path]:
     """Writes the requested formats of one case into ``folder`` and returns the files.
 
     Args:
@@ -81,12 +85,13 @@ def write_case_outputs(folder: Path, case: str, labels: np.ndarray, source, stru
         formats: among ``FORMATS``.
         description: model spec, in the series descriptions and ROI generation descriptions.
         fractions: optional (n_structures, slices, rows, columns) probabilities: the SEG is FRACTIONAL.
+        extra_rois: ``(name, mask)`` pairs added to the RTSTRUCT after the structures (the 95 % bounds).
     """
     written = []
     if "rtstruct" in formats:
         from radconf.dicom.rtstruct_writer import build_rtstruct, write_dataset
 
-        rois = rtstruct_rois(labels, source.geometry, structures, description)
+        rois = rtstruct_rois(labels, source.geometry, structures, description, extra_rois)
         ds = build_rtstruct(source.reference, rois, label="radconf", description=f"radconf {description}"[:64],
                             series_description=f"radconf {description}"[:64])
         written.append(write_dataset(ds, folder / f"{case}_RTSTRUCT.dcm"))

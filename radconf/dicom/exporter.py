@@ -146,6 +146,23 @@ def read_fractions(files: Sequence[Path], structures: Sequence[ExportStructure],
     return np.clip(fractions.astype(np.float32), 0.0, 1.0)
 
 
+def bound_masks(predictions: Path, case: str, shape: tuple) -> list[tuple[str, np.ndarray]]:
+    """The 95 % bounds an uncertainty prediction wrote (``uncertainty/CASE_<structure>_inner95|outer95.nii.gz``) as
+    ``(<structure>_inner95, mask)`` pairs, for extra RTSTRUCT ROIs; none for other predictions."""
+    from radconf.io.images import read_label_image
+
+    pairs = []
+    for path in sorted((predictions / "uncertainty").glob(f"{case}_*_*95.nii.gz")):
+        name = path.name[len(case) + 1:-len(".nii.gz")]
+        if not name.endswith(("_inner95", "_outer95")):
+            continue
+        mask, _ = read_label_image(path)
+        if mask.shape != shape:
+            raise InvalidInput(f"{path}: shape {mask.shape} is not the prediction's {shape}; predict the case again.")
+        pairs.append((name, mask > 0))
+    return pairs
+
+
 def _check_request(request: ExportRequest) -> list[Path]:
     from radconf.io.cases import format_case_list
     from radconf.io.locations import check_output_location
@@ -261,8 +278,9 @@ def _export_all(request: ExportRequest, files: Sequence[Path], structures: Seque
                 raise InvalidInput(f"{path}: shape {labels.shape} is not its CT series' {source.geometry.shape}.")
             fractions = (read_fractions(probability_files(request.predictions, case, structures), structures,
                                         labels.shape) if request.fractional else None)
+            bounds = bound_masks(request.predictions, case, labels.shape) if "rtstruct" in request.formats else []
             written = write_case_outputs(request.output / case, case, labels, source, structures, request.formats,
-                                         request.description, fractions)
+                                         request.description, fractions, bounds)
             rows.extend(_report_rows(case, labels, source, structures, written))
         columns = ["case", "series", "structure", "voxels", "volume_cm3", "rtstruct_readback_dice", "files"]
         return write_csv(request.output / "export_report.csv", rows, columns)

@@ -40,6 +40,7 @@ from radconf.inference import (
     expected_outputs,
     load_predictor,
     prediction_inputs,
+    preprocess_case,
 )
 from radconf.io.cases import PredictedCases, split_done
 from radconf.io.files import removed_on_failure
@@ -149,10 +150,7 @@ def _accumulate_members(files: list[str], active: Sequence[tuple[ModelFiles, flo
     for (model, weight), predictor, kind in zip(active, predictors, kinds):
         key = (model.spec.dataset, model.spec.plans, model.spec.configuration)
         if key not in preprocessed:
-            preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
-            data, _, properties = preprocessor.run_case(files, None, predictor.plans_manager,
-                                                        predictor.configuration_manager, predictor.dataset_json)
-            preprocessed[key] = (data, properties)
+            preprocessed[key] = preprocess_case(predictor, files)
         data, properties = preprocessed[key]
         with torch.no_grad():
             logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()

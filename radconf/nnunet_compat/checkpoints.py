@@ -26,7 +26,8 @@ LEGACY_OVERRIDES_FILE = "radconf_training_overrides.json"  # written when --epoc
 #: the radconf_train flag of each recorded value (the messages name flags)
 FLAGS = {"epochs": "--epochs", "iterations_per_epoch": "--iterations_per_epoch",
          "distance_weight": "--distance_weight", "class_weights": "--ce_weights",
-         "hard_negatives_from": "--hard_negatives_from", "hard_negative_share": "--hard_negative_share"}
+         "hard_negatives_from": "--hard_negatives_from", "hard_negative_share": "--hard_negative_share",
+         "dropout_rate": "--dropout", "dropout_where": "--dropout_in", "dropblock_size": "--dropblock_size"}
 
 
 def _numpy_scalar_globals() -> list:

@@ -5,7 +5,7 @@ The others run once each elsewhere in this folder: radconf_plan_and_preprocess, 
 radconf_evaluate (test_end_to_end.py), radconf_fuse_readers (test_fuse_readers.py), radconf_anatomy_dataset
 (test_anatomy_dataset_cli.py), radconf_find_ensemble_weights and radconf_ensemble (test_ensemble_cli.py),
 radconf_demo (test_demo.py); radconf_import_dicom and radconf_export_dicom run here, as a pair, and so do
-radconf_determine_postprocessing and radconf_apply_postprocessing; radconf_margin runs here once.
+radconf_determine_postprocessing and radconf_apply_postprocessing; radconf_margin and radconf_calibrate run here once.
 """
 from __future__ import annotations
 
@@ -113,3 +113,11 @@ def test_margin_script_grows_a_point(tmp_path):
     assert "radconf: grew 1 case(s) by 2 mm" in result.stdout
     # 1 + 6 + 12 + 8 + 6 voxel centres at 0, 1, sqrt(2), sqrt(3) and 2 mm
     assert sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "ctv" / "a.nii.gz"))).sum() == 33
+
+
+def test_calibrate_script_is_wired_and_refuses_fold_all(tmp_path):
+    env = {**os.environ, **{name: str(tmp_path / name) for name in ("nnUNet_raw", "nnUNet_preprocessed",
+                                                                    "nnUNet_results")}}
+    result = _script("radconf_calibrate", "-d", "990", "-tr", "T", "-p", "P", "-c", "3d_fullres", "-f", "all", env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("radconf: error:") == 1, result.stderr

@@ -68,7 +68,7 @@ def _cases():
 
 
 def test_every_command_is_found():
-    assert len(COMMANDS) == 18 and "radconf_predict" in COMMANDS and "radconf_import_dicom" in COMMANDS
+    assert len(COMMANDS) == 19 and "radconf_calibrate" in COMMANDS and "radconf_predict" in COMMANDS and "radconf_import_dicom" in COMMANDS
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -49,6 +49,8 @@ OUTPUT_OVER_INPUT = {
     "radconf_determine_postprocessing": ["-i", "predictions", "-ref", f"{RAW}/labelsTs", "-o", "predictions/pp"],
     "radconf_apply_postprocessing": ["-i", "predictions", "-o", "predictions", "-pp", PP],
     "radconf_margin": ["-i", "predictions", "-o", "predictions/ctv", "--label", "gtv", "--margin", "5"],
+    "radconf_calibrate": [*MODEL[:8], "-f", "all", "--folders", "calibration", "-ref", f"{RAW}/labelsTs", "-o",
+                          "calibration/temperature.json"],
 }
 # commands without a user-given output: plan_and_preprocess writes nnU-Net's preprocessed folder of its dataset
 # partial_labels records its table in nnU-Net's preprocessed folder of its dataset
@@ -81,6 +83,8 @@ TRUNCATED = {
                                                              "--margin", "5", "--barriers", f"{RAW}/labelsTs",
                                                              "--barrier_labels", "bladder"]),
 }
+TRUNCATED["radconf_calibrate"] = ("calibration/phantom_005.npz", [*MODEL[:8], "-f", "all", "--folders", "calibration",
+                                                                  "-ref", f"{RAW}/labelsTs", "-o", "out.json"])
 # the checkpoint at prediction, beside the image case above
 TRUNCATED_CHECKPOINT_AT_PREDICTION = (f"{FOLD}/checkpoint_final.pth", ["-i", f"{RAW}/imagesTs", "-o", "out", *MODEL])
 # commands that read no user file: the phantom and the demo make their own data
@@ -109,7 +113,27 @@ def tree(tmp_path_factory, organ_store):
                                        "structures": [{"name": "bladder", "labels": [1],
                                                        "steps": [{"op": "largest_component"}]}]}))
     _tps_export(root / RAW / "labelsTs" / "phantom_005.nii.gz", root / "dicom")
+    _calibration_folder(root / RAW / "labelsTs", root / "calibration")
     return root
+
+
+def _calibration_folder(labels: Path, folder: Path) -> None:
+    """Validation probabilities of the held-out cases (a separate validation split for radconf_calibrate): the
+    reference one-hot, softened."""
+    import SimpleITK as sitk
+
+    folder.mkdir()
+    for path in sorted(labels.glob("*.nii.gz")):
+        label = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        classes = int(json.loads((labels.parent / "dataset.json").read_text())["labels"].__len__())
+        p = np.full((classes, *label.shape), 0.1 / (classes - 1), np.float32)
+        for c in range(classes):
+            p[c][label == c] = 0.9
+        np.savez_compressed(folder / path.name.replace(".nii.gz", ".npz"), probabilities=p)
+        shutil.copy(path, folder / path.name)
+    shutil.copy(labels.parent / "dataset.json", folder / "dataset.json")
+    plans = next((labels.parents[2] / "nnUNet_preprocessed" / labels.parent.name).glob("*Plans.json"))
+    shutil.copy(plans, folder / "plans.json")
 
 
 def _tps_export(label_path: Path, folder: Path) -> None:

@@ -26,6 +26,9 @@ TWINS = {  # twin -> (module, trainer it is built from)
     "PartialLabelTrainerNoDA": ("partial_labels", "PartialLabelTrainer"),
     "PartialLabelAnatomyChannelsTrainerNoDA": ("partial_labels", "PartialLabelAnatomyChannelsTrainer"),
     "HardNegativeTrainerNoDA": ("hard_negatives", "HardNegativeTrainer"),
+    "DropoutTrainerNoDA": ("dropout", "DropoutTrainer"),
+    "DropBlockTrainerNoDA": ("dropout", "DropBlockTrainer"),
+    "ConfidenceDropoutTrainerNoDA": ("dropout", "ConfidenceDropoutTrainer"),
     "WeightedCELossTrainerNoDA": ("loss_variants", "WeightedCELossTrainer"),
 }
 

@@ -1,0 +1,1 @@
+"""Uncertainty from samples: MC dropout / DropBlock, test-time augmentation, ensemble members; calibration."""
