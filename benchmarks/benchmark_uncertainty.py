@@ -7,15 +7,16 @@ cost?
    2.5 x 1.5 x 1.5 mm) and cropped (the top 30 % of the slices removed: organs partly outside the field).
 2. ``DropoutTrainerNoDA`` (dropout p = 0.1 after every convolution), folds 0 1 2 of nnU-Net's split, with validation
    probabilities (``--npz``); ``radconf_calibrate`` fits one temperature on them.
-3. Every test case predicted: plainly (fold 0, no mirroring: the cost reference), and with ``--uncertainty
-   mc_dropout --mc_samples N`` (fold 0), ``tta --tta_axes 0 1 2`` (fold 0, 8 flips), ``folds`` (folds 0 1 2, no
-   mirroring); the MC run once more with ``--calibrate``.
+3. Every test case predicted: plainly (fold ``--model_fold``, no mirroring: the cost reference), and with
+   ``--uncertainty mc_dropout --mc_samples N`` (that fold), ``tta --tta_axes 0 1 2`` (8 flips), ``tta --tta_affine 8``
+   (8 flips + 8 rotated/scaled inputs), ``folds`` (folds 0 1 2, no mirroring); the plain prediction once more with
+   ``--calibrate``.
 4. Per source and structure: R^2 (squared Pearson) and Spearman of the quality score vs the true Dice of the mean
    segmentation, the coverage of the 95 % bounds (share of the reference boundary voxels in the outer bound and not
    inside the inner bound's interior), and per prediction the near-structure ECE (``radconf_evaluate
    --probabilities``); seconds and peak memory of each run.
 
-    python benchmarks/benchmark_uncertainty.py --work /tmp/bench_unc --out documentation/figures
+    python benchmarks/benchmark_uncertainty.py --work /tmp/bench_unc --out documentation/figures --model_fold 1
     python benchmarks/benchmark_uncertainty.py --work /tmp/bench_unc_smoke --epochs 1 --iterations 2 --mc_samples 3 \\
         --per_group 1      # smoke run
 
@@ -35,7 +36,7 @@ from pathlib import Path
 from benchmark_common import benchmark_workspace, run_module, write_tables
 
 DATASET_ID, PLANS, TRAINER = 521, "radconfCPUPlans", "DropoutTrainerNoDA"
-STRUCTURES = ("bladder", "rectum", "gluteal muscles", "GTV")
+STRUCTURES = ("bladder", "rectum", "gluteal_muscles", "gtv")
 GROUPS = ("heldout", "noisy", "lowcontrast", "enlarged", "cropped")
 
 
@@ -111,14 +112,20 @@ def _timed(arguments: list[str], env: dict, log: Path) -> tuple[float, float]:
 
 
 def _runs(args) -> dict[str, list[str]]:
+    return {name: argv for name, argv in _all_runs(args).items() if name not in args.skip}
+
+
+def _all_runs(args) -> dict[str, list[str]]:
     model = ["-d", str(DATASET_ID), "-tr", TRAINER, "-p", PLANS, "-c", "3d_fullres", "-device", "cpu", "-np", "1",
              "--save_probabilities"]
     return {
-        "plain": [*model, "-f", "0", "--disable_tta"],
-        "mc_dropout": [*model, "-f", "0", "--uncertainty", "mc_dropout", "--mc_samples", str(args.mc_samples)],
-        "mc_dropout_calibrated": [*model, "-f", "0", "--uncertainty", "mc_dropout", "--mc_samples",
-                                  str(args.mc_samples), "--calibrate"],
-        "tta": [*model, "-f", "0", "--uncertainty", "tta", "--tta_axes", "0", "1", "2"],
+        "plain": [*model, "-f", args.model_fold, "--disable_tta"],
+        "mc_dropout": [*model, "-f", args.model_fold, "--uncertainty", "mc_dropout", "--mc_samples",
+                       str(args.mc_samples)],
+        "plain_calibrated": [*model, "-f", args.model_fold, "--disable_tta", "--calibrate"],
+        "tta": [*model, "-f", args.model_fold, "--uncertainty", "tta", "--tta_axes", "0", "1", "2"],
+        "tta_affine": [*model, "-f", args.model_fold, "--uncertainty", "tta", "--tta_axes", "0", "1", "2",
+                       "--tta_affine", "8"],
         "folds": [*model, "-f", *args.folds, "--uncertainty", "folds", "--disable_tta"],
     }
 
@@ -227,10 +234,10 @@ def _report(tests: Path, work: Path, out: Path, costs: dict, args) -> None:
 
     raw = next(Path(work / "nnUNet_raw").glob(f"Dataset{DATASET_ID}_*"))
     labels = json.loads((raw / "dataset.json").read_text())["labels"]
-    sources = [name for name in _runs(args) if name != "plain"]
+    sources = [name for name, arguments in _runs(args).items() if "--uncertainty" in arguments]
     rows = [row for name in sources for row in _case_rows(name, tests, work, labels)]
     plain, n = costs["plain"], args.mc_samples
-    samples = {"mc_dropout": n, "mc_dropout_calibrated": n, "tta": 8, "folds": len(args.folds)}
+    samples = {"mc_dropout": n, "tta": 8, "tta_affine": 16, "folds": len(args.folds), "plain_calibrated": 1}
     table = []
     lines = ["| source | structure | R^2 | Spearman | coverage of the 95 % bounds | mean Dice | ECE (near) |",
              "|---|---|---|---|---|---|---|"]
@@ -251,14 +258,21 @@ def _report(tests: Path, work: Path, out: Path, costs: dict, args) -> None:
         lines.append(f"| {source} | all structures | {pooled['r2']:.2f} | {pooled['spearman']:.2f} | | | |")
     lines += ["", "| run | samples | seconds | seconds per sample / plain | peak MiB | peak / plain |",
               "|---|---|---|---|---|---|",
-              f"| plain (fold 0, no mirroring) | 1 | {plain['seconds']:.1f} | 1.00 | {plain['peak_mib']:.0f} | 1.00 |"]
-    for source in sources:
+              f"| plain (fold {args.model_fold}, no mirroring) | 1 | {plain['seconds']:.1f} | 1.00 | "
+              f"{plain['peak_mib']:.0f} | 1.00 |"]
+    for source in [*sources, "plain_calibrated"]:
         cost = costs[source]
         lines.append(f"| {source} | {samples[source]} | {cost['seconds']:.1f} | "
                      f"{cost['seconds'] / samples[source] / plain['seconds']:.2f} | {cost['peak_mib']:.0f} | "
                      f"{cost['peak_mib'] / plain['peak_mib']:.2f} |")
-    lines += ["", "ECE (near the structure) of the plain prediction: " + ", ".join(
-        f"{s} {ece_plain.get(s, float('nan')):.4f}" for s in STRUCTURES)]
+    ece_calibrated = _ece(work, "plain_calibrated")
+    lines += ["", "| ECE near the structure | " + " | ".join(STRUCTURES) + " |", "|---|" + "---|" * len(STRUCTURES)]
+    for name, ece in ((f"plain (fold {args.model_fold})", ece_plain), ("plain, temperature-scaled", ece_calibrated),
+                      *((source, _ece(work, source)) for source in sources)):
+        lines.append(f"| {name} | " + " | ".join(f"{ece.get(s, float('nan')):.4f}" for s in STRUCTURES) + " |")
+    temperature = json.loads((work / "nnUNet_results" / f"Dataset{DATASET_ID}_Phantom"
+                              / f"{TRAINER}__{PLANS}__3d_fullres" / "temperature.json").read_text())
+    lines.append(f"\nTemperature fitted on folds {', '.join(args.folds)}: {temperature['temperatures']}")
     by_group = ["", "| source | group | mean quality | mean Dice |", "|---|---|---|---|"]
     for source in sources:
         for group in GROUPS:
@@ -283,6 +297,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--folds", nargs="+", default=["0", "1", "2"])
     parser.add_argument("--mc_samples", type=int, default=20)
+    parser.add_argument("--skip", nargs="*", default=[], help="runs to leave out, e.g. tta_affine")
+    parser.add_argument("--model_fold", default="0", help="the fold that the plain, MC and TTA runs use")
     parser.add_argument("--per_group", type=int, default=4)
     args = parser.parse_args()
     work, out, folders, env, log = benchmark_workspace(args.work, args.out)

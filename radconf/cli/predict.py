@@ -82,6 +82,9 @@ def _add_uncertainty_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mc_dropout: pass i seeds torch with SEED + i, so a run repeats")
     parser.add_argument("--tta_axes", type=non_negative_int, nargs="+", default=None, metavar="AXIS",
                         help="tta: spatial axes to mirror along (default: those the checkpoint allows)")
+    parser.add_argument("--tta_affine", type=non_negative_int, default=0, metavar="N",
+                        help="tta: N more samples on inputs rotated (+-5 degrees in the slice plane) and scaled "
+                             "(0.95-1.05), mapped back; sample k drawn from --seed + k")
     parser.add_argument("--no_uncertainty_maps", action="store_true",
                         help="with --uncertainty: write only the per-case JSON and the summary, no voxel maps")
     parser.add_argument("--calibrate", nargs="?", const=True, default=None, metavar="FILE",
@@ -93,8 +96,9 @@ def _uncertainty_options(args):
     """(UncertaintyOptions or None, Calibration or None) of the parsed arguments."""
     from radconf.api import Calibration, UncertaintyOptions
 
-    dependent = [flag for flag, value in (("--mc_samples", args.mc_samples), ("--tta_axes", args.tta_axes),
-                                          ("--no_uncertainty_maps", args.no_uncertainty_maps)) if value]
+    given = (("--mc_samples", args.mc_samples), ("--tta_axes", args.tta_axes), ("--tta_affine", args.tta_affine),
+             ("--no_uncertainty_maps", args.no_uncertainty_maps))
+    dependent = [flag for flag, value in given if value]
     if args.uncertainty is None and dependent:
         raise InvalidInput(f"{', '.join(dependent)} need --uncertainty SOURCE (e.g. --uncertainty mc_dropout "
                            f"--mc_samples 20).")
@@ -102,6 +106,7 @@ def _uncertainty_options(args):
     if args.uncertainty is not None:
         sampling = UncertaintyOptions(source=args.uncertainty, samples=args.mc_samples, seed=args.seed,
                                       tta_axes=tuple(args.tta_axes) if args.tta_axes else None,
+                                      tta_affine=args.tta_affine,
                                       save_maps=not args.no_uncertainty_maps)
     calibration = None
     if args.calibrate is not None:

@@ -48,6 +48,7 @@ from radconf.uncertainty.outputs import (
 from radconf.uncertainty.sources import (
     Runner,
     UncertaintyOptions,
+    affine_samples,
     case_properties,
     fold_samples,
     mc_dropout_samples,
@@ -161,7 +162,12 @@ def _sampler(sampling: UncertaintyOptions | None, runners: list[Runner], models:
         return lambda files: fold_samples(runner, files, run.use_mirroring)
     combinations = _tta_combinations(runner, model, sampling)
     record["mirror_axes_per_sample"] = [list(axes) for axes in combinations]
-    return lambda files: tta_samples(runner, files, combinations)
+
+    def samples(files):
+        yield from tta_samples(runner, files, combinations)
+        yield from affine_samples(runner, files, sampling.tta_affine, sampling.seed)
+
+    return samples
 
 
 def _tta_combinations(runner: Runner, model: ModelFiles, sampling: UncertaintyOptions) -> list[tuple[int, ...]]:
@@ -169,11 +175,11 @@ def _tta_combinations(runner: Runner, model: ModelFiles, sampling: UncertaintyOp
 
     spatial = len(runner.predictor.configuration_manager.patch_size)
     axes = sampling.tta_axes if sampling.tta_axes is not None else allowed_mirroring_axes(runner.predictor)
-    if not axes:
+    if not axes and not sampling.tta_affine:
         raise InvalidInput(f"{model.spec} was trained without mirroring (its checkpoint allows no mirroring axes), "
-                           f"so --uncertainty tta has nothing to flip; give the axes explicitly (--tta_axes 0 1 2) "
-                           f"or use --uncertainty folds / ensemble.")
-    if max(axes) >= spatial:
+                           f"so --uncertainty tta has nothing to flip; give the axes explicitly (--tta_axes 0 1 2), "
+                           f"add rotated and scaled samples (--tta_affine N), or use --uncertainty folds / ensemble.")
+    if axes and max(axes) >= spatial:
         raise InvalidInput(f"--tta_axes {list(axes)}: {model.spec} is a {spatial}D model (axes 0..{spatial - 1}).")
     combinations = mirror_combinations(axes)
     return combinations[:sampling.samples] if sampling.samples is not None else combinations

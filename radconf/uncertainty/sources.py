@@ -7,7 +7,10 @@ weight)`` pairs for one case, one at a time, so that ``SampleAccumulator`` holds
 
 - ``mc_dropout``: N passes with the dropout (or DropBlock) modules sampling and everything else in eval mode; pass i
   seeds torch with ``seed + i``, so a run repeats; no mirroring (a sample is one stochastic network per tile).
-- ``tta``: one pass per flip of the allowed mirroring axes (the identity first), each flipped back.
+- ``tta``: one pass per flip of the allowed mirroring axes (the identity first), each flipped back; optionally
+  ``tta_affine`` more passes on inputs rotated in the slice plane (uniform within +-5 degrees) and scaled (0.95 to
+  1.05) about the image centre, in mm (the preprocessed spacing), the logits mapped back by the inverse transform
+  (trilinear; sample k draws its transform from ``seed + k``).
 - ``folds``: one pass per fold of the model (nnU-Net would average them).
 - ``ensemble``: one pass per member, weighted by the ensemble weights.
 - ``single``: one pass (folds averaged, mirroring as asked): a calibrated prediction without uncertainty.
@@ -34,6 +37,7 @@ class UncertaintyOptions:
             all); ``folds``/``ensemble``: not used (one sample per fold/member).
         seed: ``mc_dropout``: pass i seeds torch with ``seed + i``.
         tta_axes: ``tta``: the spatial axes to mirror along (default: those the model's checkpoint allows).
+        tta_affine: ``tta``: this many more samples on small random rotations and scalings of the input.
         save_maps: write the per-voxel maps (entropies, variances, bounds); the JSON and CSV are always written.
     """
 
@@ -41,6 +45,7 @@ class UncertaintyOptions:
     samples: int | None = None
     seed: int = 0
     tta_axes: tuple[int, ...] | None = None
+    tta_affine: int = 0
     save_maps: bool = True
 
     def check(self, num_models: int) -> None:
@@ -65,6 +70,9 @@ class UncertaintyOptions:
         if self.tta_axes is not None and (self.source != "tta" or len(set(self.tta_axes)) != len(self.tta_axes)
                                           or any(a not in (0, 1, 2) for a in self.tta_axes)):
             raise InvalidInput(f"--tta_axes {list(self.tta_axes)}: distinct spatial axes among 0 1 2, with "
+                               f"--uncertainty tta only.")
+        if self.tta_affine and (self.source != "tta" or not isinstance(self.tta_affine, int) or self.tta_affine < 0):
+            raise InvalidInput(f"--tta_affine {self.tta_affine!r}: a whole number of extra samples, with "
                                f"--uncertainty tta only.")
 
 
@@ -145,6 +153,50 @@ def tta_samples(runner: Runner, files, combinations: Sequence[tuple[int, ...]]) 
             flipped = torch.flip(data, flip) if flip else data
             logits = runner.logits(flipped)
         yield runner.probabilities(torch.flip(logits, flip) if flip else logits, properties), 1.0
+
+
+MAX_DEGREES = 5.0
+MAX_SCALE = 0.05
+
+
+def affine_matrix(shape: Sequence[int], spacing: Sequence[float], degrees: float, scale: float) -> np.ndarray:
+    """The 3 x 3 matrix, in ``torch.nn.functional.affine_grid``'s normalised coordinates (align_corners=True, axes in
+    grid order x, y, z = last, middle, first array axis), of a rotation by ``degrees`` in the plane of the last two
+    array axes and a scaling by ``scale``, both about the centre and in mm (so anisotropic voxels stay undistorted)."""
+    angle = np.deg2rad(degrees)
+    rotation = np.eye(3)
+    rotation[1:, 1:] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    half_extent = np.array([(n - 1) * s / 2 if n > 1 else 1.0 for n, s in zip(shape, spacing)])
+    physical = rotation / scale  # output mm -> input mm
+    normalised = np.diag(1 / half_extent) @ physical @ np.diag(half_extent)  # array axis order
+    return normalised[::-1, ::-1].copy()  # grid order
+
+
+def _warp(volume, matrix: np.ndarray):
+    """``volume`` (C, z, y, x) resampled at ``matrix`` x (output coordinates), trilinear, border values outside."""
+    import torch
+    import torch.nn.functional as F
+
+    theta = torch.zeros(1, 3, 4, dtype=torch.float32)
+    theta[0, :, :3] = torch.from_numpy(matrix.astype(np.float32))
+    grid = F.affine_grid(theta, [1, volume.shape[0], *volume.shape[1:]], align_corners=True)
+    return F.grid_sample(volume[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+
+
+def affine_samples(runner: Runner, files, count: int, seed: int) -> Iterator[tuple[np.ndarray, float]]:
+    from radconf.nnunet_compat.sampling import mirroring
+
+    data, properties = runner.preprocess(files)
+    spacing = list(runner.predictor.configuration_manager.spacing)
+    spacing = [1.0] * (3 - len(spacing)) + spacing  # a 2D configuration: the slice axis is left alone
+    for index in range(count):
+        rng = np.random.default_rng(seed + index)
+        degrees = rng.uniform(-MAX_DEGREES, MAX_DEGREES)
+        scale = rng.uniform(1 - MAX_SCALE, 1 + MAX_SCALE)
+        matrix = affine_matrix(data.shape[1:], spacing, degrees, scale)
+        with mirroring(runner.predictor, False):
+            logits = runner.logits(_warp(data, matrix))
+        yield runner.probabilities(_warp(logits, np.linalg.inv(matrix)), properties), 1.0
 
 
 def fold_samples(runner: Runner, files, use_mirroring: bool) -> Iterator[tuple[np.ndarray, float]]:

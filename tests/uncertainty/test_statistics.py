@@ -140,3 +140,19 @@ def test_refusals():
         accumulator.add(np.full((3, 2, 2, 3), 1 / 3, np.float32))
     with pytest.raises(InvalidInput, match="weight"):
         accumulator.add(np.full((3, 2, 2, 2), 1 / 3, np.float32), weight=0.0)
+
+
+def test_confidence_levels_keep_their_nesting_in_bounds_and_frequencies():
+    """Cumulative samples P(level >= 1) >= P(level >= 2): every level's bounds nest inside the level below."""
+    rng = np.random.default_rng(5)
+    accumulator = SampleAccumulator(CUMULATIVE)
+    for _ in range(12):
+        first = rng.uniform(size=(3, 8, 8)).astype(np.float32)
+        second = first * rng.uniform(size=(3, 8, 8)).astype(np.float32)  # never above the first
+        accumulator.add(np.stack([first, second]))
+    inner, outer = accumulator.bounds()
+    share = accumulator.inclusion_share()
+    assert np.all(share[1] <= share[0] + 1e-6)
+    assert np.all(inner[1] <= inner[0]) and np.all(outer[1] <= outer[0]) and np.all(inner <= outer)
+    names = [summary.name for summary in accumulator.summaries()]
+    assert names == ["level>=1", "level>=2"]

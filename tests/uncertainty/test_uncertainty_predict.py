@@ -75,6 +75,11 @@ def test_tta_and_folds_sample_counts(dropout_model, images, tmp_path):
     assert _run(["-i", str(images), "-o", str(folds), *DROPOUT, "-f", "0", "1", "--uncertainty", "folds",
                  "--disable_tta"])[0] == 0
     assert json.loads((folds / "uncertainty" / f"{case}.json").read_text())["samples"] == 2
+    # a model that records no mirroring axes: the identity and two rotated, scaled inputs
+    affine = tmp_path / "affine"
+    assert _run(["-i", str(images), "-o", str(affine), "-m", ORGAN_MODEL, "-device", "cpu", "-np", "1",
+                 "--uncertainty", "tta", "--tta_affine", "2", "--seed", "3"])[0] == 0
+    assert json.loads((affine / "uncertainty" / f"{case}.json").read_text())["samples"] == 3
 
 
 def test_ensemble_samples_mean_equals_the_ensemble_prediction(dropout_model, images, tmp_path):
@@ -161,7 +166,8 @@ def test_dicom_output_carries_the_bounds_as_extra_rois(dropout_model, images, tm
             for roi in read_structure_set(out / "CASE_0001" / "CASE_0001_RTSTRUCT.dcm").rois}
     assert {"bladder", "gtv", "bladder_inner95", "bladder_outer95", "gtv_inner95", "gtv_outer95"} <= set(rois)
     for name in ("bladder_inner95", "gtv_outer95"):
-        written = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "nifti" / "uncertainty" / f"CASE_0001_{name}.nii.gz")))
+        path = out / "nifti" / "uncertainty" / f"CASE_0001_{name}.nii.gz"
+        written = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
         assert np.array_equal(rois[name], written > 0), name
     mean = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "nifti" / "CASE_0001.nii.gz")))
     labels = json.loads((dropout_model.folder / "dataset.json").read_text())["labels"]
