@@ -147,9 +147,7 @@ def _predict_case(output_folder: Path, case: str, ending: str, files: list[str],
 def _sampler(sampling: UncertaintyOptions | None, runners: list[Runner], models: list[ModelFiles],
              weights: list[float], run: RunOptions, record: dict):
     """A function case files -> samples, after the checks that need the loaded models."""
-    if sampling is None:
-        return lambda files: member_samples(runners, weights, files, run.use_mirroring)
-    if sampling.source == "ensemble":
+    if sampling is None or sampling.source == "ensemble":  # one calibrated pass, or one sample per member
         return lambda files: member_samples(runners, weights, files, run.use_mirroring)
     runner, model = runners[0], models[0]
     if sampling.source == "mc_dropout":

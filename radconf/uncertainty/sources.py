@@ -207,7 +207,6 @@ def fold_samples(runner: Runner, files, use_mirroring: bool) -> Iterator[tuple[n
         with single_fold(runner.predictor, index), mirroring(runner.predictor, use_mirroring):
             logits = runner.logits(data)
         yield runner.probabilities(logits, properties), 1.0
-    runner.predictor.network.load_state_dict(runner.predictor.list_of_parameters[0])
 
 
 def member_samples(runners: Sequence[Runner], weights: Sequence[float], files, use_mirroring: bool

@@ -189,10 +189,12 @@ class SampleAccumulator:
         tolerance = 1e-6  # float sums of weights: a voxel in 39 of 40 samples is at exactly 0.975
         return share >= INNER_SHARE - tolerance, share >= OUTER_SHARE - tolerance
 
-    def quality(self) -> np.ndarray:
-        """(S,) contour-quality score: the pooled sample-vs-mean Dice of the module docstring."""
+    def quality(self, mean_masks: np.ndarray | None = None) -> np.ndarray:
+        """(S,) contour-quality score: the pooled sample-vs-mean Dice of the module docstring (``mean_masks``: the
+        structure masks of the mean, when already decoded)."""
         self._require()
-        mean_masks = structure_masks(self.mean(), self.space)
+        if mean_masks is None:
+            mean_masks = structure_masks(self.mean(), self.space)
         s = len(mean_masks)
         included = (self._inclusion * mean_masks).reshape(s, -1).sum(1, dtype=np.float64)
         weights = np.asarray(self.sample_weights)
@@ -214,7 +216,7 @@ class SampleAccumulator:
         variance = structure_channels(self.variance(), self.space)
         information = self.mutual_information()
         rows = []
-        for index, (name, score) in enumerate(zip(self.space.structures, self.quality())):
+        for index, (name, score) in enumerate(zip(self.space.structures, self.quality(mean_masks))):
             low, high = weighted_quantiles(volumes[:, index], weights, (0.025, 0.975))
             region = outer[index]
             rows.append(StructureSummary(
