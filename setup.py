@@ -30,6 +30,7 @@ ENTRY_POINTS = [
     "radconf_export_dicom = radconf.cli.export_dicom:main",
     "radconf_partial_labels = radconf.cli.partial_labels:main",
     "radconf_merge_labels = radconf.cli.merge_labels:main",
+    "radconf_crop_dataset = radconf.cli.crop_dataset:main",
     "radconf_determine_postprocessing = radconf.cli.determine_postprocessing:main",
     "radconf_apply_postprocessing = radconf.cli.apply_postprocessing:main",
     "radconf_margin = radconf.cli.margin:main",
@@ -67,6 +68,8 @@ setup(
         "highdicom>=0.28,<0.29",
         "slicerio>=1.4",
         "pynrrd>=1.0",
+        # the papers' 2D networks (ResNet34-FPN, DeepLabv3+); adds only itself beside nnU-Net's timm/torchvision
+        "segmentation-models-pytorch>=0.5,<0.7",
     ],
     extras_require={
         # test-only oracles: surface-distance and MONAI (surface metrics), statsmodels (FDR corrections),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 import tempfile
+import time
 from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -46,10 +47,12 @@ from radconf.io.files import atomic_write_json, removed_on_failure
 from radconf.io.locations import check_output_location
 from radconf.models import ModelFiles, ModelSpec, find_model, read_model_json
 from radconf.nnunet_compat.checkpoints import fold_checkpoints, safe_load_checkpoint
+from radconf.nnunet_compat.timing import axial_slices, timed_prediction
 from radconf.nnunet_compat.workers import workers_as_threads
 from radconf.paths import require_nnunet_paths
 from radconf.raw.entry import RadconfEntry
 from radconf.registry import find_class
+from radconf.timing import add_seconds, write_timing
 
 DEVICES = ("cpu", "cuda", "mps")
 
@@ -102,9 +105,12 @@ def load_predictor(spec: ModelSpec, *, device: str | None = None, tile_step_size
 
 def preprocess_case(predictor, files: Sequence[str]) -> tuple:
     """nnU-Net's preprocessing of one case for ``predictor``'s plans: (data array, image properties)."""
+    start = time.perf_counter()
     preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
     data, _, properties = preprocessor.run_case(list(files), None, predictor.plans_manager,
                                                 predictor.configuration_manager, predictor.dataset_json)
+    add_seconds("preprocessing_s", time.perf_counter() - start,
+                axial_slices(properties, predictor.plans_manager.transpose_forward))
     return data, properties
 
 
@@ -294,11 +300,15 @@ def _predict_cases(predictor, model: ModelFiles, input_folder: Path, output_fold
     ending, num_channels = model.file_ending, model.num_channels
     files = [[str(input_folder / f"{case}_{c:04d}{ending}") for c in range(num_channels)] for case in cases]
     one_worker = run.num_processes == 1 and run.export_processes == 1
-    with workers_as_threads(planning=False, inference=True) if one_worker else nullcontext():
+    start = time.perf_counter()
+    with workers_as_threads(planning=False, inference=True) if one_worker else nullcontext(), \
+            timed_prediction(predictor) as records:
         predictor.predict_from_files(files, [str(output_folder / case) for case in cases],
                                      save_probabilities=run.save_probabilities or k is not None, overwrite=True,
                                      num_processes_preprocessing=run.num_processes,
                                      num_processes_segmentation_export=run.export_processes)
+    write_timing(output_folder, records, model=str(model.spec), device=str(predictor.device),
+                 wall_s=time.perf_counter() - start)
     if k is not None:  # monotone decoding of the cumulative channels, probability maps, masks at chosen levels
         finish_level_predictions(output_folder, k, ending, cumulative=predictor.label_manager.has_regions,
                                  keep_npz=run.save_probabilities, probability_maps=levels.probabilities,

@@ -40,11 +40,19 @@ from radconf.nnunet_compat.checkpoints import (
     transfer_pretrained_weights,
     validation_checkpoint,
 )
+from radconf.optimisation import (
+    apply_optimizer_settings,
+    check_optimizer_kept,
+    install_final_loss,
+    optimizer_record,
+    restore_weight_decay,
+)
 from radconf.paths import require_nnunet_paths
 from radconf.raw.checks import find_dataset_name
 from radconf.registry import find_class
 from radconf.training_options import (  # noqa: F401 (part of this module's API)
     TrainingOptions,
+    accepted_settings,
     check_fold,
     check_settings,
     declared_settings,
@@ -64,6 +72,7 @@ def configure_trainer(nnunet_trainer: nnUNetTrainer, options: TrainingOptions) -
     nnunet_trainer.disable_checkpointing = options.disable_checkpointing
     for name, value in options.settings.items():
         setattr(nnunet_trainer, name, value)  # an instance attribute: the trainer tells it from its class default
+    apply_optimizer_settings(nnunet_trainer, options.settings)
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,15 @@ def _check_class_weights(settings: Mapping[str, Any], data: _Data) -> None:
                            f"first ({', '.join(data.dataset_json['labels'])}); got {count}.")
 
 
+def _check_dimensions(trainer_class: type, data: _Data) -> None:
+    """Refuses a configuration whose dimensionality the trainer's network cannot take (``radconf_dimensions``)."""
+    allowed = getattr(trainer_class, "radconf_dimensions", (2, 3))
+    dimensions = len(data.plans["configurations"][data.configuration]["patch_size"])
+    if dimensions not in allowed:
+        raise InvalidInput(f"{trainer_class.__name__} is a {'/'.join(map(str, allowed))}D network; configuration "
+                           f"{data.configuration} is {dimensions}D. Train it on a 2d configuration (-c 2d).")
+
+
 def build_trainer(dataset: str | int, configuration: str, fold: int | str, *, trainer: str = "nnUNetTrainer",
                   plans: str = "nnUNetPlans", device: str | None = None, continue_training: bool = False):
     """Instantiates a trainer exactly as nnU-Net does, with radconf's class lookup and clear errors."""
@@ -192,6 +210,7 @@ def _check_start(dataset, configuration, fold, trainer, plans, device, continue_
     check_settings(trainer_class, options.settings)
     torch_device = make_device(device)
     data = _check_data(dataset, configuration, fold, trainer_class, plans)
+    _check_dimensions(trainer_class, data)
     _check_class_weights(options.settings, data)
     start = _Start(trainer_class, torch_device, data, options, notes=data.notes)
     if only_validation:
@@ -232,6 +251,7 @@ def _resumed_from(start: _Start, path: Path, checkpoint: dict, verb: str, config
     record, source = read_record(path.parent)
     options = start.options
     given = {"epochs": options.epochs, "iterations_per_epoch": options.iterations_per_epoch, **options.settings}
+    check_optimizer_kept(given, record, source)
     values, notes = resumed_values(given, record, source, options.change_settings)
     options = replace(options, epochs=values.pop("epochs"), iterations_per_epoch=values.pop("iterations_per_epoch"),
                       settings={n: v for n, v in values.items() if v is not None})
@@ -251,6 +271,7 @@ def _start(start: _Start, continue_training: bool, only_validation: bool) -> nnU
             and start.record.get("val_iterations_per_epoch"):
         nnunet_trainer.num_val_iterations_per_epoch = int(start.record["val_iterations_per_epoch"])
     nnunet_trainer.initialize()
+    install_final_loss(nnunet_trainer)
     if start.pretrained is not None:
         transfer_pretrained_weights(nnunet_trainer.network, start.pretrained, options.pretrained_weights)
     if start.checkpoint is not None:
@@ -260,6 +281,7 @@ def _start(start: _Start, continue_training: bool, only_validation: bool) -> nnU
             raise InvalidInput(f"--epochs {nnunet_trainer.num_epochs} ends before the {done} epochs {path.name} has "
                                f"trained; pass at least --epochs {done}.")
         restore_trainer_state(nnunet_trainer, checkpoint)
+        restore_weight_decay(nnunet_trainer)
     for note in start.notes:
         nnunet_trainer.print_to_log_file(f"radconf: {note}")
     return nnunet_trainer
@@ -273,7 +295,8 @@ def _record_settings(nnunet_trainer: nnUNetTrainer, options: TrainingOptions) ->
     record = {"epochs": int(nnunet_trainer.num_epochs),
               "iterations_per_epoch": int(nnunet_trainer.num_iterations_per_epoch),
               "val_iterations_per_epoch": int(nnunet_trainer.num_val_iterations_per_epoch),
-              "settings": {n: plain(getattr(nnunet_trainer, n, None)) for n in declared_settings(type(nnunet_trainer))},
+              "settings": {n: plain(getattr(nnunet_trainer, n, None)) for n in accepted_settings(type(nnunet_trainer))},
+              "optimizer": optimizer_record(nnunet_trainer),
               "trainer": type(nnunet_trainer).__name__, "seed": options.seed}
     atomic_write_json(folder / SETTINGS_FILE, record)
     if options.epochs is not None or options.iterations_per_epoch is not None:

@@ -19,6 +19,10 @@ from radconf.registry import radconf_classes
 
 _MAX_SEED = 2**32 - 1  # numpy's limit
 _DROPOUT_PLACES = ("encoder", "decoder", "both")  # radconf.uncertainty.dropout.WHERE, without importing torch
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw")  # radconf.nnunet_compat.optim.OPTIMIZERS, without importing torch
+FINAL_LOSSES = ("sqrt_dice", "boundary_dice")  # the Dice term of the last epochs (radconf.losses)
+#: settings every trainer accepts, radconf's or nnU-Net's: the optimiser and a loss switch for the last epochs
+COMMON_SETTINGS = ("optimizer_name", "initial_lr", "weight_decay", "final_loss", "final_epochs")
 
 
 def check_fold(fold: int | str) -> int | str:
@@ -70,9 +74,24 @@ def _check_setting_value(name: str, value: Any) -> None:
     if name == "dropblock_size" and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
         raise InvalidInput(f"--dropblock_size must be a whole number >= 0 (the DropBlock size in voxels; 0 = "
                            f"element-wise dropout), got {value!r}.")
+    _check_training_setting(name, value, finite_non_negative)
     if name == "hard_negatives_from" and value is not None and not Path(value).is_dir():
         raise InvalidInput(f"--hard_negatives_from {value} is not a folder: pass a model's training output folder "
                            f"(fold_*/validation/) or a folder of predicted label files named like the raw cases.")
+
+
+def _check_training_setting(name: str, value: Any, finite_non_negative) -> None:
+    """The common settings: optimiser, learning rate, weight decay, the last epochs' loss."""
+    if name == "optimizer_name" and value not in OPTIMIZER_NAMES:
+        raise InvalidInput(f"--optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {value!r}.")
+    if name == "initial_lr" and not (finite_non_negative(value) and value > 0):
+        raise InvalidInput(f"--initial_lr must be a finite number > 0, got {value!r}.")
+    if name == "weight_decay" and not finite_non_negative(value):
+        raise InvalidInput(f"--weight_decay must be a finite number >= 0, got {value!r}.")
+    if name == "final_loss" and value not in FINAL_LOSSES:
+        raise InvalidInput(f"--final_loss must be one of {', '.join(FINAL_LOSSES)}, got {value!r}.")
+    if name == "final_epochs":
+        _check_count(name, value, 1)
 
 
 @dataclass(frozen=True)
@@ -118,6 +137,13 @@ class TrainingOptions:
         _check_count("seed", self.seed, 0, _MAX_SEED)
         for name, value in self.settings.items():
             _check_setting_value(name, value)
+        if "final_epochs" in self.settings and "final_loss" not in self.settings:
+            raise InvalidInput("--final_epochs counts the last epochs trained with --final_loss: add --final_loss "
+                               "sqrt_dice (or drop --final_epochs).")
+        final = self.settings.get("final_epochs")
+        if final is not None and self.epochs is not None and final > self.epochs:
+            raise InvalidInput(f"--final_epochs {final} is more than --epochs {self.epochs}: the loss switch would "
+                               f"never happen. Pass at most --final_epochs {self.epochs}.")
 
 
 def declared_settings(trainer_class: type) -> tuple[str, ...]:
@@ -128,13 +154,19 @@ def declared_settings(trainer_class: type) -> tuple[str, ...]:
     return tuple(names)
 
 
+def accepted_settings(trainer_class: type) -> tuple[str, ...]:
+    """What a trainer accepts: the common settings (optimiser, learning rate, weight decay, the last epochs' loss),
+    then those it declares."""
+    return COMMON_SETTINGS + tuple(n for n in declared_settings(trainer_class) if n not in COMMON_SETTINGS)
+
+
 def check_settings(trainer_class: type, settings: Mapping[str, Any]) -> None:
     """Refuses settings that ``trainer_class`` does not declare, naming those it accepts and trainers that take them.
 
     Raises:
         InvalidInput: an undeclared setting.
     """
-    accepted = declared_settings(trainer_class)
+    accepted = accepted_settings(trainer_class)
     unknown = [name for name in settings if name not in accepted]
     if not unknown:
         return
@@ -142,6 +174,7 @@ def check_settings(trainer_class: type, settings: Mapping[str, Any]) -> None:
     for name in unknown:
         takers = sorted(n for n, cls in radconf_classes("trainer").items() if name in declared_settings(cls))
         hints.append(f"{name}: e.g. {', '.join(takers[:3])}" if takers else f"{name}: no radconf trainer")
+    own = [n for n in accepted if n not in COMMON_SETTINGS]
     raise InvalidInput(f"Trainer {trainer_class.__name__} does not accept the setting(s) {', '.join(unknown)}; it "
-                       f"accepts {', '.join(accepted) or 'no radconf settings'}. Trainers that take them: "
-                       f"{'; '.join(hints)}.")
+                       f"accepts {', '.join(own) or 'no radconf settings'} besides the common ones "
+                       f"({', '.join(COMMON_SETTINGS)}). Trainers that take them: {'; '.join(hints)}.")

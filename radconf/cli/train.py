@@ -13,6 +13,7 @@ from radconf.cli.arguments import (
     make_parser,
     non_negative_float,
     non_negative_int,
+    positive_float,
     positive_int,
     probability,
 )
@@ -98,8 +99,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dropout trainers (setting dropblock_size): DropBlock size in voxels, 0 = element-wise "
                              "dropout (default: the trainer's, 3 for DropBlockTrainer, 0 for DropoutTrainer; with --c: "
                              "recorded)")
+    _add_optimisation_arguments(parser)
     parser.add_argument("--list_trainers", action=_ListTrainers, help="list every trainer name and exit")
     return parser
+
+
+def _add_optimisation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every trainer: the optimiser, its learning rate and weight decay, the loss of the last epochs."""
+    parser.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None,
+                        help="any trainer: the optimiser, on nnU-Net's poly learning-rate schedule (default: the "
+                             "trainer's own, SGD with momentum 0.99 for nnU-Net's; with --c: recorded)")
+    parser.add_argument("--initial_lr", type=positive_float, default=None, metavar="LR",
+                        help="any trainer: initial learning rate (default: the trainer's, 1e-2; 1e-3 with --optimizer "
+                             "adam/adamw; with --c: recorded)")
+    parser.add_argument("--weight_decay", type=non_negative_float, default=None, metavar="WD",
+                        help="any trainer: weight decay (default: the trainer's, 3e-5; with --c: recorded)")
+    parser.add_argument("--final_loss", choices=["sqrt_dice", "boundary_dice"], default=None,
+                        help="Dice + CE / Dice + BCE trainers: replace the Dice term by this one for the last "
+                             "--final_epochs epochs (seed 004: sqrt_dice; with --c: recorded)")
+    parser.add_argument("--final_epochs", type=positive_int, default=None, metavar="N",
+                        help="with --final_loss: how many of the last epochs use it (default: 10)")
 
 
 def training_options(args: argparse.Namespace) -> TrainingOptions:
@@ -111,7 +130,9 @@ def training_options(args: argparse.Namespace) -> TrainingOptions:
     source = str(Path(args.hard_negatives_from).resolve()) if args.hard_negatives_from else None
     settings = {"distance_weight": args.distance_weight, "class_weights": args.ce_weights,
                 "hard_negatives_from": source, "hard_negative_share": args.hard_negative_share,
-                "dropout_rate": args.dropout, "dropout_where": args.dropout_in, "dropblock_size": args.dropblock_size}
+                "dropout_rate": args.dropout, "dropout_where": args.dropout_in, "dropblock_size": args.dropblock_size,
+                "optimizer_name": args.optimizer, "initial_lr": args.initial_lr, "weight_decay": args.weight_decay,
+                "final_loss": args.final_loss, "final_epochs": args.final_epochs}
     return TrainingOptions(epochs=args.epochs, iterations_per_epoch=args.iterations_per_epoch, seed=args.seed,
                            validate=not args.no_val, validate_with_best=args.val_best, export_npz=args.npz,
                            pretrained_weights=args.pretrained_weights,

@@ -11,6 +11,7 @@ level outputs of ``radconf.ordinal_outputs``. ``ensemble.json`` records the memb
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ from radconf.io.cases import PredictedCases, split_done
 from radconf.io.files import removed_on_failure
 from radconf.models import ModelFiles, ModelSpec, find_model
 from radconf.nnunet_compat.export import probabilities_on_image_grid
+from radconf.timing import network_logits, timed_case, write_timing
 
 
 @dataclass(frozen=True)
@@ -112,13 +114,17 @@ def predict_ensemble(input_folder: str | Path, output_folder: str | Path, member
         if todo:
             with anatomy_input_folder(input_folder, output_folder, source, models[0], run) as folder:
                 writer = predictors[0].plans_manager.image_reader_writer_class()
+                records, start = [], time.perf_counter()
                 for case in tqdm(todo, desc="Ensemble", unit="case"):
                     files = [str(Path(folder) / f"{case}_{c:04d}{ending}") for c in range(num_channels)]
-                    accumulator = WeightedAccumulator(space, track_disagreement=ensemble.save_disagreement)
-                    properties = _accumulate_members(files, active, predictors, kinds, space, accumulator)
-                    write_case(output_folder, case, ending, accumulator, space,
-                               run.save_probabilities or space.kind == "cumulative",
-                               lambda seg, tmp: writer.write_seg(seg, tmp, properties))
+                    with timed_case(records, case):
+                        accumulator = WeightedAccumulator(space, track_disagreement=ensemble.save_disagreement)
+                        properties = _accumulate_members(files, active, predictors, kinds, space, accumulator)
+                        write_case(output_folder, case, ending, accumulator, space,
+                                   run.save_probabilities or space.kind == "cumulative",
+                                   lambda seg, tmp: writer.write_seg(seg, tmp, properties))
+                write_timing(output_folder, records, model=f"ensemble of {len(members)}",
+                             device=str(predictors[0].device), wall_s=time.perf_counter() - start)
             finish_outputs(output_folder, space, ending, run.save_probabilities, levels.probabilities, levels.masks,
                            cases=todo)
         write_ensemble_record(output_folder, space, models[0].dataset_json, models[0].plans,
@@ -153,7 +159,7 @@ def _accumulate_members(files: list[str], active: Sequence[tuple[ModelFiles, flo
             preprocessed[key] = preprocess_case(predictor, files)
         data, properties = preprocessed[key]
         with torch.no_grad():
-            logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
+            logits = network_logits(predictor, torch.from_numpy(data))
         accumulator.add(to_space(probabilities_on_image_grid(logits, predictor, properties), kind, space), weight)
         del logits
     return next(iter(preprocessed.values()))[1]

@@ -27,7 +27,9 @@ LEGACY_OVERRIDES_FILE = "radconf_training_overrides.json"  # written when --epoc
 FLAGS = {"epochs": "--epochs", "iterations_per_epoch": "--iterations_per_epoch",
          "distance_weight": "--distance_weight", "class_weights": "--ce_weights",
          "hard_negatives_from": "--hard_negatives_from", "hard_negative_share": "--hard_negative_share",
-         "dropout_rate": "--dropout", "dropout_where": "--dropout_in", "dropblock_size": "--dropblock_size"}
+         "dropout_rate": "--dropout", "dropout_where": "--dropout_in", "dropblock_size": "--dropblock_size",
+         "optimizer_name": "--optimizer", "initial_lr": "--initial_lr", "weight_decay": "--weight_decay",
+         "final_loss": "--final_loss", "final_epochs": "--final_epochs"}
 
 
 def _numpy_scalar_globals() -> list:

@@ -15,6 +15,7 @@ other settings.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from radconf.inference import (
 from radconf.io.cases import PredictedCases, split_done
 from radconf.io.files import atomic_write_json, removed_on_failure
 from radconf.models import ModelFiles, ModelSpec, find_model
+from radconf.timing import timed_case, write_timing
 from radconf.uncertainty.outputs import (
     RECORD,
     case_files,
@@ -118,10 +120,14 @@ def predict_with_samples(input_folder: str | Path, output_folder: str | Path, me
         if todo:
             with anatomy_input_folder(input_folder, output_folder, source, models[0], run) as folder:
                 writer = runners[0].predictor.plans_manager.image_reader_writer_class()
+                records, start = [], time.perf_counter()
                 for case in tqdm(todo, desc="Samples" if sampling else "Calibrated", unit="case"):
                     files = [str(Path(folder) / f"{case}_{c:04d}{ending}") for c in range(models[0].num_channels)]
-                    _predict_case(output_folder, case, ending, files, sampler, runners[0], space, writer,
-                                  run.save_probabilities or space.kind == "cumulative", save_maps, sampling)
+                    with timed_case(records, case):
+                        _predict_case(output_folder, case, ending, files, sampler, runners[0], space, writer,
+                                      run.save_probabilities or space.kind == "cumulative", save_maps, sampling)
+                write_timing(output_folder, records, model=", ".join(str(m) for m in members),
+                             device=str(runners[0].predictor.device), wall_s=time.perf_counter() - start)
             finish_outputs(output_folder, space, ending, run.save_probabilities, levels.probabilities, levels.masks,
                            cases=todo)
         if sampling is not None:

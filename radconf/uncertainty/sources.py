@@ -115,8 +115,10 @@ class Runner:
     def logits(self, data):
         import torch
 
+        from radconf.timing import network_logits
+
         with torch.no_grad():
-            return self.predictor.predict_logits_from_preprocessed_data(data).cpu()
+            return network_logits(self.predictor, data)
 
 
 def _seed_everything(seed: int) -> None:

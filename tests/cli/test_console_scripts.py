@@ -5,7 +5,8 @@ The others run once each elsewhere in this folder: radconf_plan_and_preprocess, 
 radconf_evaluate (test_end_to_end.py), radconf_fuse_readers (test_fuse_readers.py), radconf_anatomy_dataset
 (test_anatomy_dataset_cli.py), radconf_find_ensemble_weights and radconf_ensemble (test_ensemble_cli.py),
 radconf_demo (test_demo.py); radconf_import_dicom and radconf_export_dicom run here, as a pair, and so do
-radconf_determine_postprocessing and radconf_apply_postprocessing; radconf_margin and radconf_calibrate run here once.
+radconf_determine_postprocessing and radconf_apply_postprocessing; radconf_margin, radconf_calibrate and
+radconf_crop_dataset run here once.
 """
 from __future__ import annotations
 
@@ -121,3 +122,16 @@ def test_calibrate_script_is_wired_and_refuses_fold_all(tmp_path):
     result = _script("radconf_calibrate", "-d", "990", "-tr", "T", "-p", "P", "-c", "3d_fullres", "-f", "all", env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("radconf: error:") == 1, result.stderr
+
+
+def test_crop_dataset_script_crops_the_phantom(tiny_phantom):
+    result = _script("radconf_crop_dataset", "-d", "990", "-o", "996", "--around", "gtv", "--margin", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    folder = tiny_phantom.folder.parent / "Dataset996_PhantomCrop"
+    assert f"radconf: wrote {folder} (6 cases cropped around gtv with 0 mm, 0 kept whole)" in result.stdout
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labelsTr" / "phantom_001.nii.gz")))
+    full = sitk.GetArrayFromImage(sitk.ReadImage(str(tiny_phantom.folder / "labelsTr" / "phantom_001.nii.gz")))
+    # no margin: the crop is the gtv's bounding box, so the gtv touches every face of it
+    assert (label == 4).sum() == (full == 4).sum() and label.size < full.size
+    for axis in range(3):
+        assert (np.take(label, 0, axis) == 4).any() and (np.take(label, -1, axis) == 4).any()

@@ -127,3 +127,62 @@ def test_loss_internals_the_dice_variants_replace():
     for attribute in ("apply_nonlin", "batch_dice", "do_bg", "smooth", "ddp"):
         assert hasattr(dice, attribute), attribute
     assert DeepSupervisionWrapper(dice, [1.0]).loss is dice
+
+
+def test_optimiser_and_epoch_start_hooks_radconf_sets_on_a_trainer(planned):
+    """``radconf.nnunet_compat.optim``: nnU-Net builds the optimiser by calling ``self.configure_optimizers()`` in
+    ``initialize`` (a poly schedule of the same signature), and ``run_training`` starts each epoch with
+    ``self.on_train_epoch_start()``; an instance's replacements are what run."""
+    from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from radconf.nnunet_compat.optim import use_optimizer
+
+    assert "self.optimizer, self.lr_scheduler = self.configure_optimizers()" in inspect.getsource(
+        nnUNetTrainer.initialize)
+    assert "self.on_train_epoch_start()" in inspect.getsource(nnUNetTrainer.run_training)
+    assert list(inspect.signature(PolyLRScheduler).parameters)[:3] == ["optimizer", "initial_lr", "max_steps"]
+    from radconf.training import build_trainer
+
+    trainer = build_trainer(planned["dataset"], "3d_fullres", "all", plans=planned["plans"], device="cpu")
+    trainer.initial_lr, trainer.weight_decay = 2e-4, 0.0
+    use_optimizer(trainer, "adam")
+    trainer.initialize()
+    assert type(trainer.optimizer) is torch.optim.Adam and trainer.optimizer.defaults["lr"] == 2e-4
+    assert isinstance(trainer.lr_scheduler, PolyLRScheduler) and trainer.lr_scheduler.max_steps == trainer.num_epochs
+
+
+def test_prediction_stages_radconf_times(planned):
+    """``radconf.nnunet_compat.timing``: the names nnU-Net's pipelined prediction calls, and a timed configuration
+    manager that pickles into spawned workers and still preprocesses as nnU-Net's (the seconds added to the
+    properties)."""
+    import nnunetv2.inference.data_iterators as iterators
+    import nnunetv2.inference.predict_from_raw_data as module
+    import numpy as np
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from radconf.nnunet_compat.timing import PROPERTY, TimedConfigurationManager, timed_export
+
+    assert "self.predict_from_data_iterator(" in inspect.getsource(nnUNetPredictor.predict_from_files)
+    loop = inspect.getsource(nnUNetPredictor.predict_from_data_iterator)
+    assert "self.predict_logits_from_preprocessed_data(data)" in loop and "export_prediction_from_logits," in loop
+    assert hasattr(module, "export_prediction_from_logits")
+    assert "configuration_manager.preprocessor_class(verbose=verbose)" in inspect.getsource(iterators)
+    assert pickle.loads(pickle.dumps(timed_export)) is timed_export
+    import json
+
+    from radconf.paths import require_nnunet_paths
+
+    folder = next(require_nnunet_paths().preprocessed.glob(f"Dataset{planned['dataset']}_*"))
+    plans = PlansManager(json.loads((folder / f"{planned['plans']}.json").read_text()))
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    raw = next(require_nnunet_paths().raw.glob(f"Dataset{planned['dataset']}_*"))
+    manager = pickle.loads(pickle.dumps(TimedConfigurationManager.wrapping(plans.get_configuration("3d_fullres"))))
+    image = [str(min((raw / "imagesTr").glob("*_0000.nii.gz")))]
+    data, _, properties = manager.preprocessor_class(verbose=False).run_case(image, None, plans, manager,
+                                                                               dataset_json)
+    plain_data, _, plain_properties = plans.get_configuration("3d_fullres").preprocessor_class(
+        verbose=False).run_case(image, None, plans, plans.get_configuration("3d_fullres"), dataset_json)
+    assert np.array_equal(data, plain_data) and properties.pop(PROPERTY) > 0
+    assert set(properties) == set(plain_properties)

@@ -68,7 +68,8 @@ def _cases():
 
 
 def test_every_command_is_found():
-    assert len(COMMANDS) == 19 and "radconf_calibrate" in COMMANDS and "radconf_predict" in COMMANDS and "radconf_import_dicom" in COMMANDS
+    assert len(COMMANDS) == 20
+    assert {"radconf_calibrate", "radconf_predict", "radconf_import_dicom", "radconf_crop_dataset"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -46,6 +46,7 @@ OUTPUT_OVER_INPUT = {
     "radconf_import_dicom": ["nnUNet_raw", "-d", "983", "-n", "Inside"],  # the new dataset lies inside the input
     "radconf_export_dicom": ["-i", "predictions", "--dicom", "dicom", "-o", "dicom/exported"],
     "radconf_merge_labels": ["-d", "990", "-o", "Dataset990_Phantom", "--rename", "gtv=GTV"],  # onto the source
+    "radconf_crop_dataset": ["-d", "990", "-o", "Dataset990_Phantom", "--around", "bladder", "--margin", "5"],
     "radconf_determine_postprocessing": ["-i", "predictions", "-ref", f"{RAW}/labelsTs", "-o", "predictions/pp"],
     "radconf_apply_postprocessing": ["-i", "predictions", "-o", "predictions", "-pp", PP],
     "radconf_margin": ["-i", "predictions", "-o", "predictions/ctv", "--label", "gtv", "--margin", "5"],
@@ -76,6 +77,8 @@ TRUNCATED = {
                                                                 "--dataset_json", f"{RAW}/dataset.json"]),
     "radconf_partial_labels": (f"{RAW}/labelsTr/phantom_001.nii.gz", ["-d", "990", "--missing", "tables/missing.csv"]),
     "radconf_merge_labels": (f"{RAW}/labelsTr/phantom_001.nii.gz", ["-d", "990", "-o", "984", "--rename", "gtv=GTV"]),
+    "radconf_crop_dataset": (f"{RAW}/labelsTr/phantom_001.nii.gz", ["-d", "990", "-o", "985", "--around", "bladder",
+                                                                     "--margin", "5"]),
     "radconf_determine_postprocessing": ("predictions/phantom_005.nii.gz", ["-i", "predictions", "-ref",
                                                                             f"{RAW}/labelsTs", "-o", "out"]),
     "radconf_apply_postprocessing": ("predictions/phantom_005.nii.gz", ["-i", "predictions", "-o", "out", "-pp", PP]),

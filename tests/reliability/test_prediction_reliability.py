@@ -381,8 +381,19 @@ class FakePredictor:
     calls: ClassVar[list] = []
 
     def __init__(self, dataset_json: dict, fail_after: int | None = None):
+        from types import SimpleNamespace
+
         self.fail_after = fail_after
         self.dataset_json = dataset_json
+        # what the per-case timing wraps (radconf.nnunet_compat.timing); this fake never calls them
+        self.configuration_manager, self.device = SimpleNamespace(), "cpu"
+        self.plans_manager = SimpleNamespace(transpose_forward=[0, 1, 2])
+
+    def predict_from_data_iterator(self, *args, **kwargs):
+        raise AssertionError("not called by the fake")
+
+    def predict_logits_from_preprocessed_data(self, data):
+        raise AssertionError("not called by the fake")
 
     def predict_from_files(self, files, outputs, save_probabilities, overwrite, num_processes_preprocessing,
                            num_processes_segmentation_export):

@@ -41,10 +41,11 @@ def kind_of(trainer: type) -> str:
 
 
 def configuration_of(trainer: type) -> str:
-    """``2d`` for 2.5D (slice-context) trainers, else ``3d_fullres``."""
+    """``2d`` for 2.5D (slice-context) trainers and 2D-only networks, else ``3d_fullres``."""
     from radconf.trainers.slice_context import SliceContextMixin
 
-    return "2d" if issubclass(trainer, SliceContextMixin) else "3d_fullres"
+    two_d = issubclass(trainer, SliceContextMixin) or getattr(trainer, "radconf_dimensions", None) == (2,)
+    return "2d" if two_d else "3d_fullres"
 
 
 @dataclass(frozen=True)

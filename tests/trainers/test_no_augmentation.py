@@ -30,6 +30,9 @@ TWINS = {  # twin -> (module, trainer it is built from)
     "DropBlockTrainerNoDA": ("dropout", "DropBlockTrainer"),
     "ConfidenceDropoutTrainerNoDA": ("dropout", "ConfidenceDropoutTrainer"),
     "WeightedCELossTrainerNoDA": ("loss_variants", "WeightedCELossTrainer"),
+    "AttentionUNetTrainerNoDA": ("networks", "AttentionUNetTrainer"),
+    "ResNet34FPNTrainerNoDA": ("networks", "ResNet34FPNTrainer"),
+    "DeepLabV3PlusTrainerNoDA": ("networks", "DeepLabV3PlusTrainer"),
 }
 
 

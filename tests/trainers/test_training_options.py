@@ -33,10 +33,11 @@ def test_settings_are_collected_along_the_mro():
 def test_undeclared_settings_are_refused_with_the_accepted_ones():
     check_settings(DistanceMapTrainer, {"distance_weight": 0.5})  # declared: accepted
     with pytest.raises(InvalidInput, match=r"DistanceMapTrainer does not accept the setting\(s\) class_weights; it "
-                                           r"accepts distance_weight\..*class_weights: e\.g\. WeightedCELossTrainer"):
+                                           r"accepts distance_weight besides the common ones \(optimizer_name, "
+                                           r".*\)\..*class_weights: e\.g\. WeightedCELossTrainer"):
         check_settings(DistanceMapTrainer, {"class_weights": [1.0, 2.0]})
     with pytest.raises(InvalidInput, match=r"nnUNetTrainer does not accept .*distance_weight; it accepts no radconf "
-                                           r"settings.*distance_weight: e\.g\. AnatomyGuidedMultiTaskTrainer"):
+                                           r"settings besides.*distance_weight: e\.g\. AnatomyGuidedMultiTaskTrainer"):
         check_settings(nnUNetTrainer, {"distance_weight": 1.0})
 
 
