@@ -5,8 +5,13 @@
 * ``ResNet34FPNTrainer`` (seed 002) and ``DeepLabV3PlusTrainer`` (seed 004's comparison), 2d configurations only:
   segmentation-models-pytorch networks with a randomly initialised ResNet34 encoder, input channels and classes from
   the plans, inputs padded to the encoder's stride inside the network (:mod:`radconf.networks.smp_models`); deep
-  supervision is switched off (one output, nnU-Net's loss and loaders then make one target). smp's FPN decoder
-  carries a ``Dropout2d(0.2)``, active in training only, as nnU-Net's validation and prediction expect.
+  supervision is switched off (one output, nnU-Net's loss and loaders then make one target).
+
+Monte Carlo dropout: smp's FPN decoder carries a ``Dropout2d(0.2)`` and DeepLabv3+'s ASPP projection a
+``Dropout(0.5)``, active in training only (nnU-Net's validation and prediction stay deterministic).
+``radconf.uncertainty.dropout`` finds every ``torch.nn`` dropout module by type, so ``radconf_predict --uncertainty
+mc_dropout`` samples them with no change (both lie in the decoder). The attention U-Net has no dropout of its own;
+``class T(DropoutMixin, AttentionUNetTrainer)`` adds nnU-Net-style dropout to it.
 
 Trainer signatures, plans, loss, data loading, checkpoints (``weights_only``) and prediction stay nnU-Net's.
 """

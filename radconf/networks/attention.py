@@ -13,6 +13,8 @@ import torch
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from torch import nn
 
+from radconf.errors import InvalidInput
+
 
 class AttentionGate(nn.Module):
     """``x * sigmoid(psi(ReLU(W_x x + W_g g)))`` for skip ``x`` and gating signal ``g`` of the same spatial size."""
@@ -57,17 +59,34 @@ class GatedUNetDecoder(UNetDecoder):
         return seg_outputs if self.deep_supervision else seg_outputs[0]
 
 
+#: parameter-name prefix of the gates; a plain U-Net checkpoint lacks them (they keep their initialisation)
+GATES_PREFIX = "decoder.gates."
+
+
 def with_attention_gates(network: nn.Module) -> nn.Module:
     """``network`` (built by nnU-Net from the plans, with ``encoder`` and a ``UNetDecoder`` ``decoder``) with an
-    attention gate on every skip connection; returned for chaining (the network is changed in place)."""
-    decoder = network.decoder
+    attention gate on every skip connection; returned for chaining (the network is changed in place).
+
+    The network's ``pretrained_optional_prefixes`` gains ``decoder.gates.``, so ``-pretrained_weights`` of a plain
+    U-Net trained with the same plans initialises everything but the gates.
+
+    Raises:
+        InvalidInput: the network's decoder is not nnU-Net's ``UNetDecoder`` (e.g. plans naming ``ResidualUNet``).
+    """
+    decoder = getattr(network, "decoder", None)
+    if isinstance(decoder, GatedUNetDecoder):
+        return network
     if not isinstance(decoder, UNetDecoder):
-        raise TypeError(f"attention gates need nnU-Net's UNetDecoder, got {type(decoder).__name__}")
+        raise InvalidInput(f"Attention gates need nnU-Net's UNetDecoder, but the plans build a {type(network).__name__}"
+                           f" with decoder {type(decoder).__name__}: train AttentionUNetTrainer with plans whose "
+                           f"network is PlainConvUNet or ResidualEncoderUNet (e.g. -p nnUNetPlans).")
     encoder = decoder.encoder
     dimensions = 3 if encoder.conv_op is nn.Conv3d else 2
     channels = encoder.output_channels
     gates = nn.ModuleList(AttentionGate(channels[-(s + 2)], channels[-(s + 2)], dimensions)
                           for s in range(len(decoder.stages)))
     decoder.__class__ = GatedUNetDecoder
-    decoder.gates = gates.to(next(decoder.parameters()).device)
+    reference = next(decoder.parameters())
+    decoder.gates = gates.to(device=reference.device, dtype=reference.dtype)
+    network.pretrained_optional_prefixes = (*getattr(network, "pretrained_optional_prefixes", ()), GATES_PREFIX)
     return network

@@ -58,26 +58,48 @@ def build_smp_network(architecture: str, in_channels: int, classes: int, encoder
     return StridePadded(model)
 
 
-def load_encoder_weights(network: StridePadded, path: str | Path) -> list[str]:
-    """Loads an ImageNet ResNet34 state dict (e.g. torchvision's ``resnet34`` weights file) into the network's
-    encoder; the classifier (``fc.``) is left out. A first convolution with another number of input channels (e.g. one
-    CT channel, not RGB) gets the mean over the checkpoint's RGB filters, repeated. Returns the keys loaded.
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a state dict file (``weights_only``; a ``{"state_dict": ...}`` wrapper is unwrapped)."""
+    if not path.is_file():
+        raise MissingInput(f"Encoder weights {path} not found; check the path of the ResNet34 weights file.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # not a torch file, truncated, or pickled objects weights_only refuses
+        raise InvalidInput(f"{path} cannot be read as a state dict ({type(error).__name__}): pass a ResNet34 state "
+                           f"dict saved with torch.save (e.g. torchvision's resnet34 weights file).") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InvalidInput(f"{path} holds no state dict of tensors: pass a ResNet34 state dict (e.g. torchvision's "
+                           f"resnet34 weights file).")
+    return state
+
+
+def load_encoder_weights(network: nn.Module, path: str | Path) -> list[str]:
+    """Loads an ImageNet ResNet34 state dict (e.g. torchvision's ``resnet34`` weights file) into the encoder of a
+    :func:`build_smp_network` network (also under DDP or ``torch.compile``); the classifier (``fc.``) is left out. A
+    first convolution with another number of input channels (e.g. one CT channel, not RGB) gets the mean over the
+    checkpoint's RGB filters, repeated.
+
+    Returns:
+        The encoder keys loaded, sorted.
 
     Raises:
         MissingInput: no such file.
-        InvalidInput: keys or shapes that do not fit the encoder (named).
+        InvalidInput: not a state dict, keys or shapes that do not fit the encoder (named), or a network that has no
+            segmentation-models-pytorch encoder.
     """
+    from radconf.nnunet_compat.checkpoints import unwrap_network
+
     path = Path(path)
-    if not path.is_file():
-        raise MissingInput(f"Encoder weights {path} not found.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    encoder = network.model.encoder
+    encoder = getattr(getattr(unwrap_network(network), "model", None), "encoder", None)
+    if not isinstance(encoder, nn.Module):
+        raise InvalidInput(f"{type(network).__name__} has no segmentation-models-pytorch encoder to load {path} into: "
+                           f"pass the network of ResNet34FPNTrainer / DeepLabV3PlusTrainer (build_smp_network).")
     own = encoder.state_dict()
-    weights = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    first = weights.get("conv1.weight")
-    if first is not None and first.ndim == 4 and first.shape[1] != own["conv1.weight"].shape[1]:
-        weights["conv1.weight"] = first.mean(1, keepdim=True).repeat(1, own["conv1.weight"].shape[1], 1, 1)
+    weights = {k: v for k, v in _read_state_dict(path).items() if not k.startswith("fc.")}
+    first, target = weights.get("conv1.weight"), own.get("conv1.weight")
+    if first is not None and target is not None and first.ndim == target.ndim and first.shape[1] != target.shape[1]:
+        weights["conv1.weight"] = first.mean(1, keepdim=True).repeat(1, target.shape[1], 1, 1)
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
     wrong = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)

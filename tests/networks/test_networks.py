@@ -66,16 +66,30 @@ def test_gated_decoder_keeps_the_plain_outputs_and_encoder(dimensions, deep_supe
     assert all(p.grad is not None for p in gated.decoder.gates.parameters())
 
 
+@pytest.fixture(scope="module")
+def smp_networks() -> dict[str, StridePadded]:
+    torch.manual_seed(3)
+    return {architecture: build_smp_network(architecture, 2, 3).eval() for architecture in ("FPN", "DeepLabV3Plus")}
+
+
 @pytest.mark.parametrize("size", [(40, 56), (33, 47), (64, 32)])
-def test_stride_padding_returns_logits_of_the_input_size(size):
+def test_stride_padding_returns_logits_of_the_input_size(size, smp_networks):
     identity = nn.Conv2d(1, 1, 1, bias=False)
     with torch.no_grad():
         identity.weight.fill_(1.0)
     x = torch.randn(2, 1, *size)
     assert torch.equal(StridePadded(identity)(x), x)  # exactly the input inside, after the crop
-    for architecture in ("FPN", "DeepLabV3Plus"):
-        network = build_smp_network(architecture, 2, 3).eval()
-        assert network(torch.randn(1, 2, *size)).shape == (1, 3, *size)
+    seen = []
+    recorder = StridePadded(nn.Identity())
+    recorder.model.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    recorder(x)
+    padded = seen[0]
+    assert tuple(padded.shape[2:]) == tuple(-(-n // 32) * 32 for n in size)  # the next multiple of 32 on each axis
+    assert torch.equal(padded[:, :, :size[0], :size[1]], x)  # padded at the end of each axis, with zeros
+    assert not padded[:, :, size[0]:].any() and not padded[:, :, :, size[1]:].any()
+    with torch.no_grad():
+        for network in smp_networks.values():
+            assert network(torch.randn(1, 2, *size)).shape == (1, 3, *size)
 
 
 def test_missing_library_and_encoder_weights(tmp_path, monkeypatch):
