@@ -3,7 +3,8 @@
 ``predict`` runs one model (nnU-Net's predictor, folds averaged) or a weighted ensemble; either may be a confidence
 model (level maps), an anatomy-channel model (organ masks from a folder or from an organ model run first) or, for
 one model, a distance-head model (distance maps). The options of each method come as one small dataclass; the
-segmentations may be post-processed (``radconf.postprocessing``).
+segmentations may be post-processed (``radconf.postprocessing``). With a localiser, any of these runs on each case's
+crop and is pasted back (``radconf.cropping.localized``).
 
 Everything is checked before any work starts (options, model files, output location, every input image, level
 outputs); a failed prediction leaves the output folder as it was found.
@@ -11,10 +12,12 @@ outputs); a failed prediction leaves the output folder as it was found.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from radconf.anatomy.inputs import AnatomyInputs
 from radconf.confidence.outputs import LevelOutputs
+from radconf.cropping.localized import LocalizerOptions, predict_localized
 from radconf.ensembles.prediction import EnsembleOptions, predict_ensemble
 from radconf.errors import InvalidInput
 from radconf.inference import RunOptions, predict_model
@@ -26,15 +29,16 @@ from radconf.postprocessing.apply import RECORD, check_same_postprocessing
 from radconf.uncertainty.prediction import Calibration, predict_with_samples
 from radconf.uncertainty.sources import UncertaintyOptions
 
-__all__ = ["AnatomyInputs", "Calibration", "EnsembleOptions", "LevelOutputs", "ModelSpec", "PostProcessing",
-           "PredictedCases", "RunOptions", "UncertaintyOptions", "predict"]
+__all__ = ["AnatomyInputs", "Calibration", "EnsembleOptions", "LevelOutputs", "LocalizerOptions", "ModelSpec",
+           "PostProcessing", "PredictedCases", "RunOptions", "UncertaintyOptions", "predict"]
 
 
 def predict(input_folder: str | Path, output_folder: str | Path, models: Sequence[ModelSpec], *,
             run: RunOptions = RunOptions(), levels: LevelOutputs = LevelOutputs(),
             anatomy: AnatomyInputs = AnatomyInputs(), ensemble: EnsembleOptions | None = None,
             save_distance: bool = False, postprocessing: PostProcessing | None = None,
-            uncertainty: UncertaintyOptions | None = None, calibration: Calibration | None = None) -> PredictedCases:
+            uncertainty: UncertaintyOptions | None = None, calibration: Calibration | None = None,
+            localizer: LocalizerOptions | None = None) -> PredictedCases:
     """Predicts every case of ``input_folder`` into ``output_folder``.
 
     Args:
@@ -52,6 +56,8 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
             prediction, and the maps, bounds and contour-quality scores go to ``uncertainty/``
             (:mod:`radconf.uncertainty`); post-processing applies to the mean segmentation only.
         calibration: apply each model's temperature scaling (``radconf_calibrate``) to its probabilities.
+        localizer: localise, crop, segment: the localiser runs on the whole images, the models on each case's box
+            (with every option above), their images pasted back onto the full grid (:mod:`radconf.cropping.localized`).
 
     Returns:
         The case identifiers of the input folder; ``skipped``: those whose outputs were already there
@@ -76,6 +82,10 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
     if sampled and ensemble is not None and ensemble.save_disagreement:
         raise InvalidInput("--save_disagreement does not combine with --uncertainty / --calibrate; "
                            "--uncertainty ensemble writes the members' variance and bounds instead.")
+    if localizer is not None:
+        return _localized(input_folder, output_folder, models, localizer, run=run, levels=levels, anatomy=anatomy,
+                          ensemble=ensemble, save_distance=save_distance, postprocessing=postprocessing,
+                          uncertainty=uncertainty, calibration=calibration)
     if postprocessing is None:
         if (Path(output_folder) / RECORD).is_file():  # post-processed maps there: never mixed with raw ones
             check_same_postprocessing(output_folder, None, find_model(models[0]).file_ending)
@@ -104,3 +114,22 @@ def _predict(input_folder, output_folder, models: list[ModelSpec], run: RunOptio
                                 levels=levels, anatomy=anatomy)
     return predict_model(input_folder, output_folder, models[0], run=run, levels=levels, anatomy=anatomy,
                          save_distance=save_distance)
+
+
+def _localized(input_folder, output_folder, models: list[ModelSpec], localizer: LocalizerOptions, *, run: RunOptions,
+               levels: LevelOutputs, anatomy: AnatomyInputs, ensemble: EnsembleOptions | None, save_distance: bool,
+               postprocessing: PostProcessing | None, uncertainty: UncertaintyOptions | None,
+               calibration: Calibration | None) -> PredictedCases:
+    """The localised prediction: the output folder's post-processing record checked here, the crops predicted by
+    :func:`predict` with the same options (no localiser)."""
+    model = find_model(models[0])
+    if postprocessing is not None:
+        check_fits(postprocessing, model.dataset_json, f"the model {models[0]}")
+    if postprocessing is not None or (Path(output_folder) / RECORD).is_file():
+        check_same_postprocessing(output_folder, postprocessing, model.file_ending)
+    segment = partial(predict, models=models, run=run, levels=levels, anatomy=anatomy, ensemble=ensemble,
+                      postprocessing=postprocessing, calibration=calibration)
+    return predict_localized(input_folder, output_folder, models, localizer=localizer, segment=segment, run=run,
+                             levels=levels, anatomy=anatomy,
+                             save_disagreement=ensemble is not None and ensemble.save_disagreement,
+                             save_distance=save_distance, uncertainty=uncertainty)

@@ -3,12 +3,14 @@
 -i may also be a folder of DICOM CT series (e.g. a TPS export): each series is predicted and written back onto it
 with --output_format rtstruct / seg / segnrrd (OUT/<case>/...) and/or nifti (OUT/nifti/); OUT/cases.csv says which
 series each case is. Example: radconf_predict -i ct_export -o to_tps -d 501 -f all --output_format rtstruct segnrrd
+Localise, crop, segment (documentation/localise_crop.md): radconf_predict -i images -o out -d 613 -f all
+  --localizer 601:nnUNetTrainer:nnUNetPlans:2d:all --crop_margin 20
 """
 from __future__ import annotations
 
 import argparse
 
-from radconf.cli.arguments import fraction, make_parser, non_negative_int, positive_int
+from radconf.cli.arguments import fraction, make_parser, non_negative_float, non_negative_int, positive_int
 from radconf.cli.errors import run_cli
 from radconf.errors import InvalidInput
 
@@ -66,7 +68,46 @@ def build_parser() -> argparse.ArgumentParser:
                         help="post-process the segmentations (level maps stay nested): postprocessing.json of "
                              "radconf_determine_postprocessing or nnU-Net's postprocessing.pkl")
     _add_uncertainty_arguments(parser)
+    _add_localizer_arguments(parser)
     return parser
+
+
+def _add_localizer_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--localizer", default=None, metavar="SPEC",
+                        help="localise, crop, segment (seed 004): this model (e.g. a 2d or 3d_lowres one) runs first "
+                             "on the whole images; the model(s) then segment the box around what it finds and their "
+                             "images are pasted back onto the full grid (background elsewhere; crop_boxes.json), "
+                             "DATASET[:TRAINER[:PLANS[:CONFIG[:FOLDS]]]]")
+    parser.add_argument("--crop_margin", type=non_negative_float, default=None, metavar="MM",
+                        help="with --localizer: margin in mm around the localiser's structures (default: 20)")
+    parser.add_argument("--localizer_labels", default=None, metavar="L[,L]",
+                        help="with --localizer: the localiser's labels to crop around, names or ids of its "
+                             "dataset.json (default: all foreground labels)")
+    parser.add_argument("--fallback", choices=("empty", "full"), default=None,
+                        help="with --localizer: a case in which it finds none of them gets an all-background result "
+                             "(empty, the default) or the model(s) segment the whole image (full)")
+
+
+def _localizer_options(args):
+    """LocalizerOptions of the parsed arguments, or None; the dependent flags without --localizer refused."""
+    from radconf.api import LocalizerOptions
+    from radconf.models import ModelSpec
+
+    dependent = [flag for flag, value in (("--crop_margin", args.crop_margin), ("--localizer_labels",
+                                                                                 args.localizer_labels),
+                                          ("--fallback", args.fallback)) if value is not None]
+    if args.localizer is None:
+        if dependent:
+            raise InvalidInput(f"{', '.join(dependent)} need --localizer SPEC (e.g. --localizer "
+                               f"501:nnUNetTrainer:nnUNetPlans:2d:all --crop_margin 20).")
+        return None
+    labels = tuple(item.strip() for item in (args.localizer_labels or "").split(",") if item.strip())
+    if args.localizer_labels is not None and not labels:
+        raise InvalidInput("--localizer_labels is empty; name the localiser's labels to crop around (e.g. "
+                           "--localizer_labels bladder,rectum), or leave it out for all foreground labels.")
+    options = {"margin_mm": args.crop_margin} if args.crop_margin is not None else {}
+    return LocalizerOptions(model=ModelSpec.parse(args.localizer), labels=labels, fallback=args.fallback or "empty",
+                            **options)
 
 
 def _add_uncertainty_arguments(parser: argparse.ArgumentParser) -> None:
@@ -152,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                                 model=ModelSpec.parse(args.anatomy_model) if args.anatomy_model else None)
         levels = LevelOutputs(probabilities=args.level_probabilities, masks=tuple(args.level))
         sampling, calibration = _uncertainty_options(args)
-        extra = {"uncertainty": sampling, "calibration": calibration}
+        extra = {"uncertainty": sampling, "calibration": calibration, "localizer": _localizer_options(args)}
         if dicom_input:
             cases = _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats, postprocessing,
                                    extra)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from radconf.errors import InvalidInput
-from radconf.io.images import Geometry, geometry_difference
+from radconf.io.images import Geometry, geometry_difference, read_label_image
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,32 @@ def box_around(label_array: np.ndarray, labels: Iterable[int], margin_mm: float,
     start = tuple(max(0, int(axis.min()) - g) for axis, g in zip(found, grow))
     stop = tuple(min(size, int(axis.max()) + 1 + g) for axis, g, size in zip(found, grow, label_array.shape))
     return start, stop
+
+
+def box_of_label_map(path: Any, labels: Iterable[int], margin_mm: float,
+                     geometry: Geometry | None = None) -> CropBox | None:
+    """:func:`box_around` of a label map file (a reference or a localiser's prediction), as a :class:`CropBox`.
+
+    Args:
+        path: the label map.
+        labels: the label ids to box.
+        margin_mm: the margin in mm on every side.
+        geometry: the grid of the image the map belongs to; the map must lie on it (None: the map's own grid).
+
+    Returns:
+        The box on ``geometry``, or None when the map holds none of ``labels``.
+
+    Raises:
+        InvalidInput: an unreadable or non-integer map, or a map off the image's grid, naming the file.
+    """
+    array, found = read_label_image(path)
+    if geometry is not None:
+        difference = geometry_difference(geometry, found)
+        if difference:
+            raise InvalidInput(f"{path} is not on the grid of its image ({difference}); the label map must share the "
+                               f"image's voxel grid.")
+    box = box_around(array, labels, margin_mm, found.spacing_zyx)
+    return None if box is None else CropBox.of(geometry or found, *box)
 
 
 def _check_on_grid(geometry: Geometry, expected: Geometry, what: str) -> None:

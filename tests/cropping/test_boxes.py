@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from radconf.cropping import CropBox, box_around, crop, margin_voxels, paste
+from radconf.cropping import CropBox, box_around, box_of_label_map, crop, margin_voxels, paste
 from radconf.errors import InvalidInput
 from radconf.io.images import Geometry
 
@@ -124,3 +124,20 @@ def test_refusals_of_boxes_crops_and_pastes():
         paste(cropped, box)
     with pytest.raises(InvalidInput, match="shape"):
         paste(np.zeros((3, 4, 5), np.uint8), box)
+
+
+def test_box_of_a_label_map_file(tmp_path):
+    labels = np.zeros((6, 8, 10), np.uint8)
+    labels[2:4, 3:5, 4:7] = 2
+    label = sitk.GetImageFromArray(labels)
+    label.CopyInformation(_image())
+    sitk.WriteImage(label, str(tmp_path / "case.nii.gz"))
+    geometry = Geometry.of(_image())
+    # 2 mm at (z, y, x) = (3, 1.5, 0.7) mm: (1, 2, 3) voxels, as in the hand-computed case above
+    box = box_of_label_map(tmp_path / "case.nii.gz", [2], 2.0, geometry)
+    assert box == CropBox.of(geometry, (1, 1, 1), (5, 7, 10))
+    assert box_of_label_map(tmp_path / "case.nii.gz", [1, 3], 2.0, geometry) is None
+    moved = _image()
+    moved.SetOrigin((0.0, 0.0, 0.0))
+    with pytest.raises(InvalidInput, match="not on the grid of its image"):
+        box_of_label_map(tmp_path / "case.nii.gz", [2], 2.0, Geometry.of(moved))

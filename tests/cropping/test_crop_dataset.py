@@ -1,6 +1,6 @@
-"""crop_dataset / radconf_crop_dataset on the tiny raw phantom: every case cut to its labels' box grown by the
-margin, at its world position, the boxes recorded, the source untouched, and the refusals before anything is
-written."""
+"""crop_dataset / radconf_crop_dataset on the tiny raw phantom: every case cut to its labels' box (or a localiser
+model's predicted labels' box) grown by the margin, at its world position, the boxes recorded, the source untouched,
+and the refusals before anything is written."""
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from radconf.cli.crop_dataset import main
 from radconf.cropping.dataset import crop_dataset, read_crop_boxes
-from radconf.errors import InvalidInput, OutputExists
+from radconf.errors import InvalidInput, MissingInput, OutputExists
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
@@ -124,3 +124,64 @@ def test_command_line(tiny_phantom, capsys):
     err = capsys.readouterr().err
     assert err.count("radconf: error:") == 1 and "--around 'liver'" in err
     assert not (tiny_phantom.folder.parent / "Dataset995_PhantomCrop").exists()
+    assert main(["-d", "990", "-o", "995", "--around", "bladder", "--margin", "5", "-device", "cpu"]) == 2
+    assert "add --from_model SPEC" in capsys.readouterr().err
+
+
+def test_boxes_from_a_localiser_model(organ_model, tmp_path):
+    """--from_model: each case's box is the localiser's gtv predicted on the source image (checked against nnU-Net's
+    predictor run by hand), grown by the margin; an image of air (no gtv found) is kept whole with a warning."""
+    from radconf.inference import RunOptions, predict_model
+    from radconf.models import ModelSpec
+
+    source = organ_model.phantom.folder
+    # phantom_002 becomes an image of air on phantom_005's grid (with that case's label map, so the pair is valid)
+    image = sitk.ReadImage(str(source / "imagesTs" / "phantom_005_0000.nii.gz"))
+    air = sitk.GetImageFromArray(np.full(sitk.GetArrayViewFromImage(image).shape, -1000, np.int16))
+    air.CopyInformation(image)
+    sitk.WriteImage(air, str(source / "imagesTr" / "phantom_002_0000.nii.gz"))
+    sitk.WriteImage(sitk.ReadImage(str(source / "labelsTs" / "phantom_005.nii.gz")),
+                    str(source / "labelsTr" / "phantom_002.nii.gz"))
+    run = RunOptions(device="cpu", num_processes=1, use_mirroring=False)
+    spec = ModelSpec.parse(organ_model.spec)
+    for split in ("Tr", "Ts"):
+        predict_model(source / f"images{split}", tmp_path / split, spec, run=run)
+    before = _snapshot(source)
+    with pytest.warns(UserWarning, match=r"case phantom_002: the localiser .* found none of gtv; kept whole"):
+        result = crop_dataset(990, 996, ["gtv"], 8.0, from_model=organ_model.spec, run=run, progress=False)
+    assert _snapshot(source) == before
+    assert result.whole == ["phantom_002"] and result.boxes["phantom_002"].is_whole
+    for case, box in result.boxes.items():
+        split = "Ts" if case == "phantom_005" else "Tr"
+        predicted = sitk.ReadImage(str(tmp_path / split / f"{case}.nii.gz"))
+        if case == "phantom_002":
+            assert not (sitk.GetArrayFromImage(predicted) == 4).any()  # the premise: no gtv in air
+            continue
+        start, stop = _expected_box(predicted, [4], 8.0)
+        assert list(box.start) == start and list(box.stop) == stop, case
+        label = sitk.ReadImage(str(source / f"labels{split}" / f"{case}.nii.gz"))
+        cut = sitk.ReadImage(str(result.folder / f"labels{split}" / f"{case}.nii.gz"))
+        assert np.allclose(cut.GetOrigin(), label.TransformIndexToPhysicalPoint(start[::-1]))
+        expected = sitk.GetArrayFromImage(label)[tuple(slice(a, b) for a, b in zip(start, stop))]
+        assert np.array_equal(sitk.GetArrayFromImage(cut), expected)
+    boxes = json.loads((result.folder / "crop_boxes.json").read_text())
+    assert boxes["model"] == organ_model.spec and boxes["around"] == {"gtv": [4]}
+    assert boxes["cases"]["phantom_001"]["from"] == "model" and boxes["cases"]["phantom_001"]["model"] == \
+        organ_model.spec
+    assert boxes["cases"]["phantom_002"]["whole"] is True and boxes["cases"]["phantom_001"]["whole"] is False
+    entry = json.loads((result.folder / "dataset.json").read_text())["radconf"]
+    assert entry["crop"] == {"around": {"gtv": [4]}, "margin_mm": 8.0, "from": "model", "model": organ_model.spec,
+                             "boxes": "crop_boxes.json"}
+    assert sorted(p.name for p in result.folder.iterdir()) == ["crop_boxes.json", "dataset.json", "imagesTr",
+                                                                "imagesTs", "labelsTr", "labelsTs"]
+    raw = source.parent
+    with pytest.warns(UserWarning, match="case phantom_002"):
+        assert main(["-d", "990", "-o", "998", "--around", "4", "--margin", "8", "--from_model", organ_model.spec,
+                     "-device", "cpu", "-np", "1", "--disable_tta"]) == 0
+    assert read_crop_boxes(raw / "Dataset998_PhantomCrop" / "crop_boxes.json") == result.boxes
+    with pytest.raises(InvalidInput, match=r"--around 'prostate' is neither .* of the localiser"):
+        crop_dataset(990, 997, ["prostate"], 8.0, from_model=organ_model.spec, run=run)
+    with pytest.raises(MissingInput, match="Model folder"):
+        crop_dataset(990, 997, ["gtv"], 8.0, from_model="990:nnUNetTrainer:radconfCPUPlans:3d_fullres:all", run=run)
+    assert not (raw / "Dataset997_PhantomCrop").exists()
+    assert not [p.name for p in raw.iterdir() if p.name.startswith(".")]
