@@ -34,7 +34,7 @@ RUNS = {  # name: (trainer, configuration)
 }
 
 
-def _datasets(folders: dict, args) -> dict[str, Path]:
+def phantom_datasets(folders: dict, args) -> dict[str, Path]:
     """The raw dataset and the test folders (held-out, shifted)."""
     from radconf.datasets.phantom import PhantomConfig
     from radconf.datasets.phantom.writer import write_phantom_dataset
@@ -53,16 +53,30 @@ def _train(folders: dict, env: dict, log: Path, args) -> None:
         run_module(["radconf.cli.plan_and_preprocess", "-d", str(DATASET_ID), "--preset", "cpu", "-c", "2d",
                     "3d_fullres"], env, log)
     for name, (trainer, configuration) in RUNS.items():
-        fold = (folders["nnUNet_results"] / f"Dataset{DATASET_ID}_Phantom" / f"{trainer}__{PLANS}__{configuration}"
-                / "fold_all")
-        if not (fold / "checkpoint_final.pth").is_file():
-            print(f"training {name}: {args.epochs} x {args.iterations} iterations", flush=True)
-            run_module(["radconf.cli.train", str(DATASET_ID), configuration, "all", "-tr", trainer, "-p", PLANS,
-                        "-device", "cpu", "--epochs", str(args.epochs), "--iterations_per_epoch",
-                        str(args.iterations), "--seed", "0", "--no_val"], {**env, "nnUNet_n_proc_DA": "0"}, log)
+        train_network(folders, env, log, f"Dataset{DATASET_ID}_Phantom", trainer, configuration, args, name)
 
 
-def _gtv_scores(reference: Path, predictions: Path, gtv: int) -> dict:
+def train_network(folders: dict, env: dict, log: Path, dataset: str, trainer: str, configuration: str, args,
+                  name: str) -> Path:
+    """Trains ``trainer`` on fold ``all`` of ``dataset`` for ``args.epochs`` x ``args.iterations`` (seed 0, no
+    validation, single-process augmentation) unless its final checkpoint is there; a checkpoint of another budget is
+    refused (use another --work). Returns the fold folder."""
+    fold = folders["nnUNet_results"] / dataset / f"{trainer}__{PLANS}__{configuration}" / "fold_all"
+    budget = {"epochs": args.epochs, "iterations": args.iterations}
+    record = fold / "benchmark_budget.json"
+    if (fold / "checkpoint_final.pth").is_file():
+        if not record.is_file() or json.loads(record.read_text()) != budget:
+            raise SystemExit(f"{fold} was trained with another budget than {budget}; give another --work.")
+        return fold
+    print(f"training {name}: {args.epochs} x {args.iterations} iterations", flush=True)
+    run_module(["radconf.cli.train", dataset.split("_")[0].removeprefix("Dataset"), configuration, "all", "-tr",
+                trainer, "-p", PLANS, "-device", "cpu", "--epochs", str(args.epochs), "--iterations_per_epoch",
+                str(args.iterations), "--seed", "0", "--no_val"], {**env, "nnUNet_n_proc_DA": "0"}, log)
+    record.write_text(json.dumps(budget))
+    return fold
+
+
+def gtv_scores(reference: Path, predictions: Path, gtv: int) -> dict:
     """Mean over cases of the GTV's DSC, Jaccard, TPR and FPR (voxel-wise)."""
     import numpy as np
     import SimpleITK as sitk
@@ -90,7 +104,7 @@ def _predict_and_score(tests: dict[str, Path], folders: dict, work: Path, env: d
             gtv = json.loads((raw / "dataset.json").read_text())["labels"]["gtv"]
             timing = json.loads((output / "timing.json").read_text())
             parameters = _parameters(folders, trainer, configuration)
-            rows.append({"network": name, "test": group, **_gtv_scores(raw / "labelsTs", output, gtv),
+            rows.append({"network": name, "test": group, **gtv_scores(raw / "labelsTs", output, gtv),
                          "ms_per_slice": timing["mean"]["ms_per_slice"], "network_s": timing["mean"]["network_s"],
                          "parameters_M": parameters})
     return rows
@@ -114,7 +128,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=12)
     args = parser.parse_args()
     work, out, folders, env, log = benchmark_workspace(args.work, args.out)
-    tests = _datasets(folders, args)
+    tests = phantom_datasets(folders, args)
     _train(folders, env, log, args)
     rows = _predict_and_score(tests, folders, work, env, log)
     lines = [f"Networks on the phantom's GTV ({args.train} training cases, {args.epochs} x {args.iterations} "

@@ -190,7 +190,7 @@ def _run(input_folder: Path, output: Path, work: Path, cases: list[str], channel
     crop_boxes.json."""
     from radconf.cropping.dataset import BOXES_FILE, BOXES_FORMAT, localize
     from radconf.io.files import atomic_write_bytes, atomic_write_json
-    from radconf.timing import TIMING_FILE
+    from radconf.timing import TIMING_FILE, write_timing
 
     ending = located.file_ending
     maps = localize(input_folder, work / "localizer", localizer.model, run, ending, located.num_channels)
@@ -203,6 +203,9 @@ def _run(input_folder: Path, output: Path, work: Path, cases: list[str], channel
         _write_crops(input_folder, crops, {case: channels[case] for case in to_segment}, boxes, ending)
         segment(crops, predictions)
         _paste_folder(predictions, output, {case: boxes[case] for case in to_segment}, ending)
+    else:  # nothing to segment: the folder's timing.json holds no fine-model case
+        write_timing(output, [], model=f"none ({localizer.model} found nothing)", device=run.device or "default",
+                     wall_s=0.0)
     for case in cases:
         if records[case]["result"] == "empty":
             _write_empty(output, case, boxes[case], [f"{case}{ending}", *names.files(case, ending)])

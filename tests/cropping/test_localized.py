@@ -109,6 +109,14 @@ def test_a_localiser_finding_nothing_warns_and_falls_back(organ_model, tmp_path)
     assert records["phantom_005"]["result"] == "cropped"
     assert _array(tmp_path / "empty" / "phantom_005.nii.gz").any()
 
+    only_air = tmp_path / "only_air"
+    only_air.mkdir()
+    os.symlink(images / "air_0000.nii.gz", only_air / "air_0000.nii.gz")
+    with pytest.warns(UserWarning, match="case air"):
+        predict(only_air, tmp_path / "none", [spec], run=RUN, localizer=localizer)
+    assert not _array(tmp_path / "none" / "air.nii.gz").any()
+    assert json.loads((tmp_path / "none" / "timing.json").read_text())["cases"] == []  # no case reached the model
+
     with pytest.warns(UserWarning, match=r"case air: .* the whole image is segmented \(--fallback full\)"):
         predict(images, tmp_path / "full", [spec], run=RUN,
                 localizer=LocalizerOptions(spec, margin_mm=MARGIN, labels=("4",), fallback="full"))
