@@ -26,11 +26,12 @@ from radconf.io.files import removed_on_failure
 from radconf.models import ModelSpec, find_model
 from radconf.postprocessing import PostProcessing, check_fits, postprocess_predictions
 from radconf.postprocessing.apply import RECORD, check_same_postprocessing
+from radconf.scale.parts import Part, part_input_folder
 from radconf.uncertainty.prediction import Calibration, predict_with_samples
 from radconf.uncertainty.sources import UncertaintyOptions
 
 __all__ = ["AnatomyInputs", "Calibration", "EnsembleOptions", "LevelOutputs", "LocalizerOptions", "ModelSpec",
-           "PostProcessing", "PredictedCases", "RunOptions", "UncertaintyOptions", "predict"]
+           "Part", "PostProcessing", "PredictedCases", "RunOptions", "UncertaintyOptions", "predict"]
 
 
 def predict(input_folder: str | Path, output_folder: str | Path, models: Sequence[ModelSpec], *,
@@ -38,7 +39,7 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
             anatomy: AnatomyInputs = AnatomyInputs(), ensemble: EnsembleOptions | None = None,
             save_distance: bool = False, postprocessing: PostProcessing | None = None,
             uncertainty: UncertaintyOptions | None = None, calibration: Calibration | None = None,
-            localizer: LocalizerOptions | None = None) -> PredictedCases:
+            localizer: LocalizerOptions | None = None, part: Part = Part()) -> PredictedCases:
     """Predicts every case of ``input_folder`` into ``output_folder``.
 
     Args:
@@ -58,6 +59,8 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
         calibration: apply each model's temperature scaling (``radconf_calibrate``) to its probabilities.
         localizer: localise, crop, segment: the localiser runs on the whole images, the models on each case's box
             (with every option above), their images pasted back onto the full grid (:mod:`radconf.cropping.localized`).
+        part: predict only this part of the cases (``-num_parts/-part_id``, :mod:`radconf.scale.parts`), with any of
+            the options above, into the same output folder as the other parts.
 
     Returns:
         The case identifiers of the input folder; ``skipped``: those whose outputs were already there
@@ -82,6 +85,11 @@ def predict(input_folder: str | Path, output_folder: str | Path, models: Sequenc
     if sampled and ensemble is not None and ensemble.save_disagreement:
         raise InvalidInput("--save_disagreement does not combine with --uncertainty / --calibrate; "
                            "--uncertainty ensemble writes the members' variance and bounds instead.")
+    if not part.whole:
+        options = {"run": run, "levels": levels, "anatomy": anatomy, "ensemble": ensemble,
+                   "save_distance": save_distance, "postprocessing": postprocessing, "uncertainty": uncertainty,
+                   "calibration": calibration, "localizer": localizer}
+        return _predict_part(input_folder, output_folder, models, part, options)
     if localizer is not None:
         return _localized(input_folder, output_folder, models, localizer, run=run, levels=levels, anatomy=anatomy,
                           ensemble=ensemble, save_distance=save_distance, postprocessing=postprocessing,
@@ -133,3 +141,26 @@ def _localized(input_folder, output_folder, models: list[ModelSpec], localizer: 
                              levels=levels, anatomy=anatomy,
                              save_disagreement=ensemble is not None and ensemble.save_disagreement,
                              save_distance=save_distance, uncertainty=uncertainty)
+
+
+def _predict_part(input_folder, output_folder, models: list[ModelSpec], part: Part, options: dict) -> PredictedCases:
+    """One part of the cases: the output checked against the user's folder, the part's images linked into a
+    temporary folder and predicted from there with the same options (messages name the user's folder)."""
+    import warnings
+
+    from radconf.errors import MissingInput
+    from radconf.io.cases import input_case_channels
+    from radconf.io.locations import check_output_location
+
+    check_output_location(output_folder, [("the input folder -i", input_folder)])
+    ending = find_model(models[0]).file_ending
+    channels = input_case_channels(input_folder, ending)
+    with part_input_folder(input_folder, channels, ending, part) as (folder, chosen):
+        if not chosen:
+            warnings.warn(f"part {part.part_id} of {part.num_parts} has no case ({len(channels)} case(s) in "
+                          f"{input_folder}); nothing to predict.", stacklevel=3)
+            return PredictedCases([], [])
+        try:
+            return predict(folder, output_folder, models, **options)
+        except (InvalidInput, MissingInput) as error:
+            raise type(error)(str(error).replace(str(folder), str(input_folder))) from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ from radconf.io.files import atomic_write_json, removed_on_failure
 from radconf.io.locations import check_output_location
 from radconf.models import ModelFiles, ModelSpec, find_model, read_model_json
 from radconf.nnunet_compat.checkpoints import fold_checkpoints, safe_load_checkpoint
+from radconf.nnunet_compat.records import part_run_records
 from radconf.nnunet_compat.timing import axial_slices, timed_prediction
 from radconf.nnunet_compat.workers import workers_as_threads
 from radconf.paths import require_nnunet_paths
@@ -298,11 +300,12 @@ def _predict_cases(predictor, model: ModelFiles, input_folder: Path, output_fold
     """nnU-Net's prediction of ``cases`` (files named explicitly: the cases to do, nothing else), then the level
     outputs of a confidence model."""
     ending, num_channels = model.file_ending, model.num_channels
-    files = [[str(input_folder / f"{case}_{c:04d}{ending}") for c in range(num_channels)] for case in cases]
+    files = [[os.path.realpath(input_folder / f"{case}_{c:04d}{ending}") for c in range(num_channels)]
+             for case in cases]  # the user's files, also when linked into a part's folder
     one_worker = run.num_processes == 1 and run.export_processes == 1
     start = time.perf_counter()
     with workers_as_threads(planning=False, inference=True) if one_worker else nullcontext(), \
-            timed_prediction(predictor) as records:
+            timed_prediction(predictor) as records, part_run_records():
         predictor.predict_from_files(files, [str(output_folder / case) for case in cases],
                                      save_probabilities=run.save_probabilities or k is not None, overwrite=True,
                                      num_processes_preprocessing=run.num_processes,

@@ -74,7 +74,8 @@ def timing_report(records: Sequence[dict], *, model: str, device: str, wall_s: f
 def write_timing(folder: str | Path, records: Sequence[dict], *, model: str, device: str, wall_s: float) -> Path:
     """Writes ``timing.json`` into ``folder`` (atomically) and returns its path."""
     from radconf.io.files import atomic_write_json
+    from radconf.scale.parts import part_file_name
 
-    path = Path(folder) / TIMING_FILE
+    path = Path(folder) / part_file_name(TIMING_FILE)
     atomic_write_json(path, timing_report(records, model=model, device=device, wall_s=wall_s))
     return path

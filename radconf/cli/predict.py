@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "radconf_determine_postprocessing or nnU-Net's postprocessing.pkl")
     _add_uncertainty_arguments(parser)
     _add_localizer_arguments(parser)
+    parser.add_argument("-num_parts", type=positive_int, default=1,
+                        help="split the cases into this many parts, one per process, GPU or node (nnU-Net's rule: "
+                             "sorted cases, every N-th); all parts write into the same -o (default: 1)")
+    parser.add_argument("-part_id", type=non_negative_int, default=0,
+                        help="the part this command predicts, 0 .. num_parts - 1 (e.g. $SLURM_ARRAY_TASK_ID)")
     return parser
 
 
@@ -172,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         from radconf.ensembles.weights import warn_if_fitted_on
         from radconf.models import ModelSpec
         from radconf.postprocessing import read_postprocessing
+        from radconf.scale.parts import Part
 
+        part = Part(args.num_parts, args.part_id)
         postprocessing = read_postprocessing(args.postprocessing) if args.postprocessing else None
         use_default_nnunet_paths()
         dicom_input = is_dicom_folder(args.i)
@@ -196,18 +203,20 @@ def main(argv: list[str] | None = None) -> int:
         extra = {"uncertainty": sampling, "calibration": calibration, "localizer": _localizer_options(args)}
         if dicom_input:
             cases = _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats, postprocessing,
-                                   extra)
+                                   extra, part)
         else:
             cases = predict(args.i, args.o, members, run=run_options, ensemble=ensemble, anatomy=anatomy,
-                            levels=levels, save_distance=args.save_distance, postprocessing=postprocessing, **extra)
+                            levels=levels, save_distance=args.save_distance, postprocessing=postprocessing, part=part,
+                            **extra)
         warn_if_fitted_on(cases, fitted_cases)
-        print(summary_line("predicted", cases, args.o))
+        print(summary_line("predicted", cases, args.o, part.describe()))
 
     return run_cli(run)
 
 
-def _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats, postprocessing, extra):
-    """DICOM CT series in, predictions written back onto each series (radconf.dicom.predict_io)."""
+def _predict_dicom(args, members, run_options, ensemble, anatomy, levels, formats, postprocessing, extra, part):
+    """DICOM CT series in, predictions written back onto each series (radconf.dicom.predict_io); a part reads and
+    writes back only its series."""
     from pathlib import Path
 
     from radconf.api import predict
@@ -215,6 +224,7 @@ def _predict_dicom(args, members, run_options, ensemble, anatomy, levels, format
     from radconf.io.files import removed_on_failure
     from radconf.io.locations import check_output_location
     from radconf.models import find_model
+    from radconf.scale.parts import active_part
 
     check_output_location(args.o, [("the input folder -i", args.i)])
     if args.continue_prediction:
@@ -222,7 +232,11 @@ def _predict_dicom(args, members, run_options, ensemble, anatomy, levels, format
     for member in members:  # the model's files, before the series are read
         find_model(member)
     description = str(members[0]) if len(members) == 1 else f"ensemble of {len(members)} models"
-    with dicom_as_nifti(args.i) as (images, series_by_case), removed_on_failure(args.o):
+    with dicom_as_nifti(args.i, part=part) as (images, series_by_case), removed_on_failure(args.o), \
+            active_part(part):
+        if not series_by_case:
+            print(f"radconf: part {part.part_id} of {part.num_parts} has no series; nothing to predict.")
+            return []
         predictions = images.parent / "predictions"
         cases = predict(images, predictions, members, run=run_options, ensemble=ensemble, anatomy=anatomy,
                         levels=levels, save_distance=args.save_distance, postprocessing=postprocessing, **extra)
@@ -232,7 +246,8 @@ def _predict_dicom(args, members, run_options, ensemble, anatomy, levels, format
 
 
 def summary_line(verb: str, cases, output: str, detail: str = "") -> str:
-    """``radconf: predicted N case(s) into OUT`` and, with ``--continue_prediction``, how many were already there."""
+    """``radconf: predicted N case(s)[detail] into OUT`` and, with ``--continue_prediction``, how many were already
+    there."""
     skipped = list(getattr(cases, "skipped", []))
     line = f"radconf: {verb} {len(cases) - len(skipped)} case(s){detail} into {output}"
     if skipped:

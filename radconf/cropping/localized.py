@@ -190,12 +190,14 @@ def _run(input_folder: Path, output: Path, work: Path, cases: list[str], channel
     crop_boxes.json."""
     from radconf.cropping.dataset import BOXES_FILE, BOXES_FORMAT, localize
     from radconf.io.files import atomic_write_bytes, atomic_write_json
+    from radconf.scale.parts import part_file_name
     from radconf.timing import TIMING_FILE, write_timing
 
     ending = located.file_ending
     maps = localize(input_folder, work / "localizer", localizer.model, run, ending, located.num_channels)
-    if (maps / TIMING_FILE).is_file():  # the localiser's own seconds per case, beside the fine run's timing.json
-        atomic_write_bytes(output / LOCALIZER_TIMING_FILE, (maps / TIMING_FILE).read_bytes())
+    timing = maps / part_file_name(TIMING_FILE)
+    if timing.is_file():  # the localiser's own seconds per case, beside the fine run's timing.json
+        atomic_write_bytes(output / part_file_name(LOCALIZER_TIMING_FILE), timing.read_bytes())
     boxes, records = _boxes(input_folder, maps, cases, chosen, localizer, ending)
     to_segment = [case for case in cases if records[case]["result"] != "empty"]
     if to_segment:
@@ -209,9 +211,9 @@ def _run(input_folder: Path, output: Path, work: Path, cases: list[str], channel
     for case in cases:
         if records[case]["result"] == "empty":
             _write_empty(output, case, boxes[case], [f"{case}{ending}", *names.files(case, ending)])
-    atomic_write_json(output / BOXES_FILE, {"format": BOXES_FORMAT, "version": 1, "localizer": str(localizer.model),
-                                            "around": chosen, "margin_mm": localizer.margin_mm,
-                                            "fallback": localizer.fallback, "cases": records})
+    atomic_write_json(output / part_file_name(BOXES_FILE), {
+        "format": BOXES_FORMAT, "version": 1, "localizer": str(localizer.model), "around": chosen,
+        "margin_mm": localizer.margin_mm, "fallback": localizer.fallback, "cases": records})
 
 
 def _boxes(input_folder: Path, maps: Path, cases: Iterable[str], chosen: dict[str, list[int]],

@@ -283,7 +283,9 @@ def _export_all(request: ExportRequest, files: Sequence[Path], structures: Seque
                                          request.description, fractions, bounds)
             rows.extend(_report_rows(case, labels, source, structures, written))
         columns = ["case", "series", "structure", "voxels", "volume_cm3", "rtstruct_readback_dice", "files"]
-        return write_csv(request.output / "export_report.csv", rows, columns)
+        from radconf.scale.parts import part_file_name
+
+        return write_csv(request.output / part_file_name("export_report.csv"), rows, columns)
 
 
 def _report_rows(case: str, labels: np.ndarray, source: SourceSeries, structures: Sequence[ExportStructure],

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from radconf.errors import InvalidInput, MissingInput
+from radconf.scale.parts import Part, in_part, part_file_name
 
 OUTPUT_FORMATS = ("nifti", "rtstruct", "seg", "segnrrd")
 _SNIFF_FILES = 200
@@ -50,8 +51,9 @@ def check_output_formats(formats: Sequence[str], dicom_input: bool) -> tuple[str
 
 
 @contextmanager
-def dicom_as_nifti(folder: str | Path, progress: bool = True) -> Iterator[tuple[Path, dict]]:
-    """Yields a temporary folder of the folder's CT series as nnU-Net images, and case -> SourceSeries."""
+def dicom_as_nifti(folder: str | Path, progress: bool = True, part: Part = Part()) -> Iterator[tuple[Path, dict]]:
+    """Yields a temporary folder of the folder's CT series as nnU-Net images, and case -> SourceSeries; with a
+    ``part`` only that part's series are read (cases named from every series, so the names agree across parts)."""
     from tqdm import tqdm
 
     from radconf.dicom.exporter import series_geometry_table
@@ -68,7 +70,9 @@ def dicom_as_nifti(folder: str | Path, progress: bool = True) -> Iterator[tuple[
     with tempfile.TemporaryDirectory(prefix="radconf_dicom_input_") as tmp:
         images = Path(tmp) / "images"
         series_by_case = {}
-        for case, uid in tqdm(list(zip(names, order)), desc="reading CT series", unit="series", disable=not progress):
+        chosen = set(part.select(names))
+        series = [(case, uid) for case, uid in zip(names, order) if case in chosen]
+        for case, uid in tqdm(series, desc="reading CT series", unit="series", disable=not progress):
             source = table[uid]
             volume = load_series(source.headers)
             atomic_write_image(images / f"{case}_0000.nii.gz", source.geometry.to_image(volume.hu))
@@ -89,10 +93,11 @@ def write_dicom_outputs(predictions: Path, output: Path, dicom_folder: Path, for
                      overwrite=True, series_by_case=series_by_case, fractional=fractional and "seg" in formats)
     if "nifti" in formats:
         target = output / "nifti"
-        if target.exists():
+        if target.exists() and not in_part():  # a part adds its cases to the other parts'
             shutil.rmtree(target)
-        shutil.copytree(predictions, target)
+        shutil.copytree(predictions, target, dirs_exist_ok=True)
     rows = [{"case": case, "series_description": str(s.headers[0].series_description or ""),
              "series_instance_uid": s.series_instance_uid, "slices": s.geometry.n_slices}
             for case, s in series_by_case.items()]
-    write_csv(output / "cases.csv", rows, ["case", "series_description", "series_instance_uid", "slices"])
+    write_csv(output / part_file_name("cases.csv"), rows,
+              ["case", "series_description", "series_instance_uid", "slices"])

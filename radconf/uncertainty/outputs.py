@@ -111,12 +111,15 @@ def read_case_rows(output_folder: Path, case: str) -> list[dict]:
 
 
 def write_summary(output_folder: Path, rows: Sequence[dict], plots: bool = True) -> None:
-    """``uncertainty_summary.csv`` (lowest quality first) and ``uncertainty_summary.png`` (quality per structure)."""
+    """``uncertainty_summary.csv`` (lowest quality first) and ``uncertainty_summary.png`` (quality per structure);
+    a part of a sharded prediction names them for the part (:mod:`radconf.scale.parts`)."""
+    from radconf.scale.parts import part_file_name
+
     ordered = sorted(rows, key=lambda row: (row["quality"], row["case"], row["structure"]))
     columns = list(ordered[0]) if ordered else ["case", "structure", "quality"]
-    write_csv(output_folder / f"{SUMMARY}.csv", ordered, columns)
+    write_csv(output_folder / part_file_name(f"{SUMMARY}.csv"), ordered, columns)
     if plots and ordered:
-        _plot_quality(output_folder / f"{SUMMARY}.png", ordered)
+        _plot_quality(output_folder / part_file_name(f"{SUMMARY}.png"), ordered)
 
 
 def _plot_quality(path: Path, rows: Sequence[dict]) -> None:

@@ -186,3 +186,21 @@ def test_prediction_stages_radconf_times(planned):
         verbose=False).run_case(image, None, plans, plans.get_configuration("3d_fullres"), dataset_json)
     assert np.array_equal(data, plain_data) and properties.pop(PROPERTY) > 0
     assert set(properties) == set(plain_properties)
+
+
+def test_run_records_a_part_renames():
+    import nnunetv2.inference.predict_from_raw_data as module
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    from radconf.nnunet_compat.records import ARGUMENTS_FILE, part_run_records
+    from radconf.scale.parts import Part, active_part
+
+    source = inspect.getsource(nnUNetPredictor.predict_from_files)
+    assert f"save_json(my_init_kwargs, join(output_folder, '{ARGUMENTS_FILE}'))" in source
+    assert "save_json(self.dataset_json, join(output_folder, 'dataset.json')" in source
+    original = module.save_json
+    with part_run_records():
+        assert module.save_json is original  # outside a part nothing changes
+    with active_part(Part(2, 1)), part_run_records():
+        assert module.save_json is not original
+    assert module.save_json is original
