@@ -30,6 +30,17 @@ PLANS = "radconfCPUPlans"
 HAND_MADE = {"HardNegativeTrainer", "HardNegativeTrainerNoDA"}  # need --hard_negatives_from predictions
 
 
+def prepare_datasets(args):
+    """The benchmark workspace (:func:`benchmark_common.benchmark_workspace`) with the three datasets planned, this
+    process pointed at its nnU-Net folders with single-process augmentation (``nnUNet_n_proc_DA=0``)."""
+    work, out, folders, env, log = benchmark_workspace(args.work, args.out)
+    env.pop("nnUNet_n_proc_DA", None)  # planning refuses it
+    _datasets(folders, env, log, args)
+    os.environ.update({key: env[key] for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+    os.environ["nnUNet_n_proc_DA"] = "0"  # the trainers' loaders run in this process
+    return work, out, folders, env, log
+
+
 def _datasets(folders: dict, env: dict, log: Path, args) -> None:
     raw = folders["nnUNet_raw"]
     if not any(raw.glob(f"Dataset{IDS['plain']}_*")):
@@ -47,22 +58,6 @@ def _datasets(folders: dict, env: dict, log: Path, args) -> None:
         if not (folders["nnUNet_preprocessed"] / folder.name / f"{PLANS}.json").is_file():
             run_module(["radconf.cli.plan_and_preprocess", "-d", str(dataset_id), "--preset", "cpu", "-c", "2d",
                         "3d_fullres"], env, log)
-
-
-def _kind(cls: type) -> str:
-    from radconf.trainers.anatomy_channels import AnatomyChannelsMixin
-    from radconf.trainers.confidence import _LevelTrainer
-
-    if issubclass(cls, _LevelTrainer):
-        return "confidence"
-    return "anatomy" if issubclass(cls, AnatomyChannelsMixin) else "plain"
-
-
-def _configuration(cls: type) -> str:
-    from radconf.trainers.slice_context import SliceContextMixin
-
-    two_d = issubclass(cls, SliceContextMixin) or getattr(cls, "radconf_dimensions", None) == (2,)
-    return "2d" if two_d else "3d_fullres"
 
 
 def _measure(name: str, kind: str, configuration: str, args) -> dict:
@@ -97,13 +92,14 @@ def _measure(name: str, kind: str, configuration: str, args) -> dict:
 
 
 def _rows(args) -> list[dict]:
+    from radconf.trainers.kinds import dataset_kind, trainer_configuration
     from tqdm import tqdm
 
     from radconf.registry import radconf_classes
 
     trainers = {name: cls for name, cls in sorted(radconf_classes("trainer").items())
                 if name not in HAND_MADE and (not args.only or name in args.only)}
-    jobs = [(name, _kind(cls), _configuration(cls)) for name, cls in trainers.items()]
+    jobs = [(name, dataset_kind(cls), trainer_configuration(cls)) for name, cls in trainers.items()]
     references = sorted({("nnUNetTrainerNoDA" if name.endswith("NoDA") else "nnUNetTrainer", kind, configuration)
                          for name, kind, configuration in jobs})
     measured = {}
@@ -129,11 +125,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--only", nargs="*", default=None, metavar="TRAINER")
     args = parser.parse_args()
-    work, out, folders, env, log = benchmark_workspace(args.work, args.out)
-    env.pop("nnUNet_n_proc_DA", None)  # planning refuses it
-    _datasets(folders, env, log, args)
-    os.environ.update({key: env[key] for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
-    os.environ["nnUNet_n_proc_DA"] = "0"  # the trainers' loaders run in this process
+    work, out, folders, env, log = prepare_datasets(args)
     import torch
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 import traceback
 from pathlib import Path
 
-from benchmark_common import benchmark_workspace, run_module, write_tables
-from benchmark_trainer_overhead import HAND_MADE, IDS, PLANS, _configuration, _datasets, _kind
+from benchmark_common import run_module, write_tables
+from benchmark_trainer_overhead import HAND_MADE, IDS, PLANS, prepare_datasets
 
 TRAININGS = {"organs": ("nnUNetTrainer", "plain"), "organs_noda": ("nnUNetTrainerNoDA", "plain"),
              "anatomy": ("AnatomyChannelsTrainer", "anatomy"), "confidence": ("ConfidenceTrainer", "confidence")}
@@ -70,12 +69,15 @@ def _step_trainer(name: str, kind: str, configuration: str, device: str, steps: 
 
 
 def _trainers(args) -> list[dict]:
+    from radconf.trainers.kinds import dataset_kind, trainer_configuration
+
     from radconf.registry import radconf_classes
 
     rows = []
     classes = {name: cls for name, cls in sorted(radconf_classes("trainer").items())
                if name not in HAND_MADE and (not args.only or name in args.only)}
-    jobs = [("nnUNetTrainer", "plain", "3d_fullres"), *[(n, _kind(c), _configuration(c)) for n, c in classes.items()]]
+    jobs = [("nnUNetTrainer", "plain", "3d_fullres"),
+            *[(n, dataset_kind(c), trainer_configuration(c)) for n, c in classes.items()]]
     for name, kind, configuration in jobs:
         try:
             row = _step_trainer(name, kind, configuration, args.device, args.steps)
@@ -128,11 +130,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=5)
     parser.add_argument("--only", nargs="*", default=None, metavar="TRAINER")
     args = parser.parse_args()
-    work, out, folders, env, log = benchmark_workspace(args.work, args.out)
-    env.pop("nnUNet_n_proc_DA", None)
-    _datasets(folders, env, log, args)
-    os.environ.update({key: env[key] for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
-    os.environ["nnUNet_n_proc_DA"] = "0"
+    work, out, folders, env, log = prepare_datasets(args)
     rows = _trainers(args) + _pipeline(folders, work, {**env, "nnUNet_n_proc_DA": "0"}, log, args)
     import torch
 

@@ -32,20 +32,16 @@ CONFIDENCE_K = 5  # highest confidence level of the ``confidence`` dataset (radc
 
 def kind_of(trainer: type) -> str:
     """The dataset kind a trainer class trains on: ``confidence``, ``anatomy`` or ``plain``."""
-    from radconf.trainers.anatomy_channels import AnatomyChannelsMixin
-    from radconf.trainers.confidence import _LevelTrainer
+    from radconf.trainers.kinds import dataset_kind
 
-    if issubclass(trainer, _LevelTrainer):
-        return "confidence"
-    return "anatomy" if issubclass(trainer, AnatomyChannelsMixin) else "plain"
+    return dataset_kind(trainer)
 
 
 def configuration_of(trainer: type) -> str:
     """``2d`` for 2.5D (slice-context) trainers and 2D-only networks, else ``3d_fullres``."""
-    from radconf.trainers.slice_context import SliceContextMixin
+    from radconf.trainers.kinds import trainer_configuration
 
-    two_d = issubclass(trainer, SliceContextMixin) or getattr(trainer, "radconf_dimensions", None) == (2,)
-    return "2d" if two_d else "3d_fullres"
+    return trainer_configuration(trainer)
 
 
 @dataclass(frozen=True)
