@@ -8,7 +8,8 @@ per case, on held-out and shifted cases.
    planned with the cpu preset, ``nnUNetTrainerNoDA`` 3d_fullres on the crops. Each trained on fold ``all`` for
    ``--epochs`` x ``--iterations``, seed 0 (the same trainings as ``benchmark_networks.py`` when --work is shared).
 3. Every test case predicted with ``radconf_predict`` (no mirroring, one worker): the full model alone, and
-   ``--localizer 531:ResNet34FPNTrainerNoDA:...:2d:all --localizer_labels gtv --crop_margin MM`` with the fine model.
+   ``--localizer 531:ResNet34FPNTrainerNoDA:...:2d:all --localizer_labels gtv --crop_margin MM`` with the fine model,
+   and the same with ``--localizer_largest_component`` (the box around the localiser's largest GTV component).
    GTV scored with radconf's evaluation (mean Dice and HD95 over cases) and voxel-wise (TPR, FPR); seconds per case
    = the stages' seconds from ``timing.json`` (+ ``localizer_timing.json``) and the command's wall time over cases.
 
@@ -57,12 +58,13 @@ def _spec(dataset: int, trainer: str, configuration: str) -> str:
 
 
 def _predict(images: Path, output: Path, fine: str, localizer: str | None, margin: float, env: dict,
-             log: Path) -> float:
+             log: Path, extra: tuple[str, ...] = ()) -> float:
     """Predicts ``images`` into ``output`` (unless done); returns the command's wall seconds (recorded there)."""
     wall = output.parent / f"{output.name}_wall_s.json"
     if wall.is_file():  # written once the prediction finished
         return json.loads(wall.read_text())
-    extra = ["--localizer", localizer, "--localizer_labels", "gtv", "--crop_margin", str(margin)] if localizer else []
+    extra = ["--localizer", localizer, "--localizer_labels", "gtv", "--crop_margin", str(margin),
+             *extra] if localizer else []
     start = time.perf_counter()
     run_module(["radconf.cli.predict", "-i", str(images), "-o", str(output), "-m", fine, "-device", "cpu",
                 "--disable_tta", "-np", "1", *extra], env, log)
@@ -89,10 +91,14 @@ def _rows(tests: dict[str, Path], work: Path, env: dict, log: Path, args) -> lis
     for group, raw in tests.items():
         gtv = json.loads((raw / "dataset.json").read_text())["labels"]["gtv"]
         cases = len(list((raw / "labelsTs").glob("*.nii.gz")))
-        for method, model, locate in (("full image, 3D U-Net", full, None),
-                                      (f"localise (2D FPN), crop +{args.margin:g} mm, 3D U-Net", fine, localizer)):
-            output = work / "localized" / f"{'full' if locate is None else 'localized'}_{group}"
-            wall = _predict(raw / "imagesTs", output, model, locate, args.margin, env, log)
+        localised = f"localise (2D FPN), crop +{args.margin:g} mm, 3D U-Net"
+        for method, key, model, locate, extra in (
+                ("full image, 3D U-Net", "full", full, None, ()),
+                (localised, "localized", fine, localizer, ()),
+                (f"{localised}, largest localiser component", "localized_lcc", fine, localizer,
+                 ("--localizer_largest_component",))):
+            output = work / "localized" / f"{key}_{group}"
+            wall = _predict(raw / "imagesTs", output, model, locate, args.margin, env, log, extra)
             scores = evaluate_structures(raw / "labelsTs", output, work / "localized" / f"eval_{output.name}",
                                          ["gtv"])["gtv"]
             voxels = gtv_scores(raw / "labelsTs", output, gtv)
@@ -119,8 +125,9 @@ def _plot(rows: list[dict], out: Path) -> Path:
                                 ("GTV Dice", "GTV HD95 (mm)", "seconds per case (command)")):
         for i, method in enumerate(methods):
             values = [next(r[key] for r in rows if r["method"] == method and r["test"] == g) for g in groups]
-            axis.bar([j + 0.38 * i for j in range(len(groups))], values, width=0.36, label=method)
-        axis.set_xticks([j + 0.19 for j in range(len(groups))], groups)
+            width = 0.8 / len(methods)
+            axis.bar([j + width * i for j in range(len(groups))], values, width=width * 0.95, label=method)
+        axis.set_xticks([j + 0.4 - 0.4 / len(methods) for j in range(len(groups))], groups)
         axis.set_title(title)
     axes[0].legend(fontsize=7, loc="lower left")
     figure.tight_layout()

@@ -8,8 +8,8 @@
    (``nnUNet_n_proc_DA=0``). ``--batches`` batches are drawn (the seconds per batch: the loader, augmentation and the
    trainer's targets), then ``--steps`` ``train_step`` calls on them after two warm-up steps (the seconds per step:
    forward, loss, backward, optimiser). Each trainer is compared with nnU-Net's trainer of the same augmentation on
-   the same dataset and configuration, measured in the same run; the parameter ratio says whether the trainer adds a
-   network part (the target ``<= 1.05 x`` applies where it does not).
+   the same dataset and configuration, their steps taken in turn so both see the same machine load; the parameter
+   ratio says whether the trainer adds a network part (the target ``<= 1.05 x`` applies where it does not).
 
     python benchmarks/benchmark_trainer_overhead.py --work /tmp/bench_overhead --out documentation/figures
     python benchmarks/benchmark_trainer_overhead.py --work /tmp/bench_overhead_smoke --train 4 --steps 2 --batches 2 \\
@@ -60,38 +60,44 @@ def _datasets(folders: dict, env: dict, log: Path, args) -> None:
                         "3d_fullres"], env, log)
 
 
-def _measure(name: str, kind: str, configuration: str, args) -> dict:
-    """Seconds per batch and per train_step of one trainer (medians), and its parameter count."""
-    import torch
+class _Prepared:
+    """One trainer built as radconf_train builds it (fold all, CPU), initialised, with ``batches`` batches drawn
+    from its own loader (their seconds kept) and two warm-up steps taken."""
 
-    from radconf.training import build_trainer
+    def __init__(self, name: str, kind: str, configuration: str, batches: int) -> None:
+        import torch
 
-    torch.manual_seed(0)
-    trainer = build_trainer(IDS[kind], configuration, "all", trainer=name, plans=PLANS, device="cpu")
-    trainer.initialize()
-    loader, validation = trainer.get_dataloaders()
-    try:
-        fetch, batches = [], []
-        for _ in range(args.batches):
-            start = time.perf_counter()
-            batches.append(next(loader))
-            fetch.append(time.perf_counter() - start)
-        trainer.network.train()
-        steps = []
-        for i in range(2 + args.steps):
-            start = time.perf_counter()
-            trainer.train_step(batches[i % len(batches)])
-            if i >= 2:
-                steps.append(time.perf_counter() - start)
-    finally:
-        for item in (loader, validation):
-            if hasattr(item, "_finish"):
-                item._finish()
-    parameters = sum(p.numel() for p in trainer.network.parameters())
-    return {"batch_s": statistics.median(fetch), "step_s": statistics.median(steps), "parameters": parameters}
+        from radconf.training import build_trainer
+
+        torch.manual_seed(0)
+        self.trainer = build_trainer(IDS[kind], configuration, "all", trainer=name, plans=PLANS, device="cpu")
+        self.trainer.initialize()
+        loader, validation = self.trainer.get_dataloaders()
+        try:
+            self.fetch, self.batches = [], []
+            for _ in range(batches):
+                start = time.perf_counter()
+                self.batches.append(next(loader))
+                self.fetch.append(time.perf_counter() - start)
+        finally:
+            for item in (loader, validation):
+                if hasattr(item, "_finish"):
+                    item._finish()
+        self.trainer.network.train()
+        self.steps: list[float] = []
+        for i in range(2):
+            self.trainer.train_step(self.batches[i % len(self.batches)])
+        self.parameters = sum(p.numel() for p in self.trainer.network.parameters())
+
+    def step(self) -> None:
+        start = time.perf_counter()
+        self.trainer.train_step(self.batches[len(self.steps) % len(self.batches)])
+        self.steps.append(time.perf_counter() - start)
 
 
 def _rows(args) -> list[dict]:
+    """Each trainer's steps interleaved with its reference's (one step each in turn), so that both see the same
+    machine load."""
     from radconf.trainers.kinds import dataset_kind, trainer_configuration
     from tqdm import tqdm
 
@@ -99,20 +105,21 @@ def _rows(args) -> list[dict]:
 
     trainers = {name: cls for name, cls in sorted(radconf_classes("trainer").items())
                 if name not in HAND_MADE and (not args.only or name in args.only)}
-    jobs = [(name, dataset_kind(cls), trainer_configuration(cls)) for name, cls in trainers.items()]
-    references = sorted({("nnUNetTrainerNoDA" if name.endswith("NoDA") else "nnUNetTrainer", kind, configuration)
-                         for name, kind, configuration in jobs})
-    measured = {}
-    for name, kind, configuration in tqdm([*references, *jobs], desc="trainers", unit="trainer"):
-        measured[(name, kind, configuration)] = _measure(name, kind, configuration, args)
     rows = []
-    for name, kind, configuration in jobs:
+    for name, cls in tqdm(trainers.items(), desc="trainers", unit="trainer"):
+        kind, configuration = dataset_kind(cls), trainer_configuration(cls)
         reference = "nnUNetTrainerNoDA" if name.endswith("NoDA") else "nnUNetTrainer"
-        own, peer = measured[(name, kind, configuration)], measured[(reference, kind, configuration)]
+        own, peer = (_Prepared(n, kind, configuration, args.batches) for n in (name, reference))
+        for _ in range(args.steps):
+            peer.step()
+            own.step()
+        step, peer_step = statistics.median(own.steps), statistics.median(peer.steps)
+        batch, peer_batch = statistics.median(own.fetch), statistics.median(peer.fetch)
         rows.append({"trainer": name, "dataset": kind, "configuration": configuration, "reference": reference,
-                     "step_s": own["step_s"], "step_ratio": own["step_s"] / peer["step_s"],
-                     "batch_s": own["batch_s"], "batch_ratio": own["batch_s"] / peer["batch_s"],
-                     "parameter_ratio": own["parameters"] / peer["parameters"]})
+                     "step_s": step, "reference_step_s": peer_step, "step_ratio": step / peer_step,
+                     "batch_s": batch, "batch_ratio": batch / peer_batch,
+                     "parameter_ratio": own.parameters / peer.parameters})
+        del own, peer
     return rows
 
 
@@ -133,10 +140,11 @@ def main() -> None:
     lines = [f"Training overhead of radconf's trainers against nnU-Net's on the same plans (phantom, {args.train} "
              f"cases, cpu preset, fold all; median of {args.steps} train steps and of {args.batches} batches drawn "
              f"single-threaded; CPU)", "",
-             "| trainer | dataset | configuration | vs | s/step | step ratio | s/batch | batch ratio | parameters "
-             "ratio |", "|---|---|---|---|---|---|---|---|---|"]
+             "| trainer | dataset | configuration | vs | s/step | reference s/step | step ratio | s/batch | "
+             "batch ratio | parameters ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['trainer']} | {r['dataset']} | {r['configuration']} | {r['reference']} | {r['step_s']:.3f} | "
-              f"{r['step_ratio']:.2f} | {r['batch_s']:.3f} | {r['batch_ratio']:.2f} | {r['parameter_ratio']:.2f} |"
+              f"{r['reference_step_s']:.3f} | {r['step_ratio']:.2f} | {r['batch_s']:.3f} | {r['batch_ratio']:.2f} | "
+              f"{r['parameter_ratio']:.2f} |"
               for r in rows]
     write_tables(out / "trainer_overhead", lines, rows)
 

@@ -88,6 +88,9 @@ def _add_localizer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--localizer_labels", default=None, metavar="L[,L]",
                         help="with --localizer: the localiser's labels to crop around, names or ids of its "
                              "dataset.json (default: all foreground labels)")
+    parser.add_argument("--localizer_largest_component", action="store_true",
+                        help="with --localizer: box only the largest connected component of each localiser label "
+                             "(stray detections far away do not stretch the box)")
     parser.add_argument("--fallback", choices=("empty", "full"), default=None,
                         help="with --localizer: a case in which it finds none of them gets an all-background result "
                              "(empty, the default) or the model(s) segment the whole image (full)")
@@ -100,7 +103,9 @@ def _localizer_options(args):
 
     dependent = [flag for flag, value in (("--crop_margin", args.crop_margin), ("--localizer_labels",
                                                                                  args.localizer_labels),
-                                          ("--fallback", args.fallback)) if value is not None]
+                                          ("--fallback", args.fallback),
+                                          ("--localizer_largest_component", args.localizer_largest_component or None))
+                 if value is not None]
     if args.localizer is None:
         if dependent:
             raise InvalidInput(f"{', '.join(dependent)} need --localizer SPEC (e.g. --localizer "
@@ -112,7 +117,7 @@ def _localizer_options(args):
                            "--localizer_labels bladder,rectum), or leave it out for all foreground labels.")
     options = {"margin_mm": args.crop_margin} if args.crop_margin is not None else {}
     return LocalizerOptions(model=ModelSpec.parse(args.localizer), labels=labels, fallback=args.fallback or "empty",
-                            **options)
+                            largest_component=args.localizer_largest_component, **options)
 
 
 def _add_uncertainty_arguments(parser: argparse.ArgumentParser) -> None:

@@ -155,8 +155,8 @@ def box_around(label_array: np.ndarray, labels: Iterable[int], margin_mm: float,
     return start, stop
 
 
-def box_of_label_map(path: Any, labels: Iterable[int], margin_mm: float,
-                     geometry: Geometry | None = None) -> CropBox | None:
+def box_of_label_map(path: Any, labels: Iterable[int], margin_mm: float, geometry: Geometry | None = None,
+                     largest_component: bool = False) -> CropBox | None:
     """:func:`box_around` of a label map file (a reference or a localiser's prediction), as a :class:`CropBox`.
 
     Args:
@@ -164,6 +164,8 @@ def box_of_label_map(path: Any, labels: Iterable[int], margin_mm: float,
         labels: the label ids to box.
         margin_mm: the margin in mm on every side.
         geometry: the grid of the image the map belongs to; the map must lie on it (None: the map's own grid).
+        largest_component: box only the largest 26-connected component of each label (a localiser's stray
+            detections far from the structure do not stretch the box).
 
     Returns:
         The box on ``geometry``, or None when the map holds none of ``labels``.
@@ -177,6 +179,13 @@ def box_of_label_map(path: Any, labels: Iterable[int], margin_mm: float,
         if difference:
             raise InvalidInput(f"{path} is not on the grid of its image ({difference}); the label map must share the "
                                f"image's voxel grid.")
+    if largest_component:
+        from radconf.contours.components import largest_component as largest
+
+        kept = np.zeros(array.shape, bool)
+        for label in labels:
+            kept |= largest(array == label)
+        array, labels = kept.astype(np.uint8), [1]
     box = box_around(array, labels, margin_mm, found.spacing_zyx)
     return None if box is None else CropBox.of(geometry or found, *box)
 

@@ -57,12 +57,15 @@ class LocalizerOptions:
             label.
         fallback: a case in which it finds none of them: ``"empty"`` (all-background results) or ``"full"`` (the
             fine model(s) segment the whole image).
+        largest_component: box only the largest connected component of each of its labels
+            (``--localizer_largest_component``), so stray detections far away do not stretch the box.
     """
 
     model: ModelSpec
     margin_mm: float = DEFAULT_MARGIN_MM
     labels: tuple[str, ...] = ()
     fallback: str = "empty"
+    largest_component: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelSpec):
@@ -72,6 +75,8 @@ class LocalizerOptions:
         if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not math.isfinite(margin) \
                 or margin < 0:
             raise InvalidInput(f"--crop_margin {margin!r} must be a finite number of mm, 0 or more (e.g. 20).")
+        if not isinstance(self.largest_component, bool):
+            raise InvalidInput(f"largest_component {self.largest_component!r} must be True or False.")
         if self.fallback not in FALLBACKS:
             raise InvalidInput(f"--fallback {self.fallback!r} is not one of {', '.join(FALLBACKS)}.")
         labels = (self.labels,) if isinstance(self.labels, (str, int)) else tuple(self.labels)
@@ -213,7 +218,8 @@ def _run(input_folder: Path, output: Path, work: Path, cases: list[str], channel
             _write_empty(output, case, boxes[case], [f"{case}{ending}", *names.files(case, ending)])
     atomic_write_json(output / part_file_name(BOXES_FILE), {
         "format": BOXES_FORMAT, "version": 1, "localizer": str(localizer.model), "around": chosen,
-        "margin_mm": localizer.margin_mm, "fallback": localizer.fallback, "cases": records})
+        "margin_mm": localizer.margin_mm, "fallback": localizer.fallback,
+        "largest_component": localizer.largest_component, "cases": records})
 
 
 def _boxes(input_folder: Path, maps: Path, cases: Iterable[str], chosen: dict[str, list[int]],
@@ -228,7 +234,8 @@ def _boxes(input_folder: Path, maps: Path, cases: Iterable[str], chosen: dict[st
     records: dict[str, dict] = {}
     for case in cases:
         geometry = read_geometry(input_folder / f"{case}_0000{ending}")
-        box = box_of_label_map(maps / f"{case}{ending}", ids, localizer.margin_mm, geometry)
+        box = box_of_label_map(maps / f"{case}{ending}", ids, localizer.margin_mm, geometry,
+                               largest_component=localizer.largest_component)
         result = "cropped" if box is not None else localizer.fallback
         if box is None:
             what = ("its results are all background" if result == "empty" else

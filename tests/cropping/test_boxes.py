@@ -141,3 +141,20 @@ def test_box_of_a_label_map_file(tmp_path):
     moved.SetOrigin((0.0, 0.0, 0.0))
     with pytest.raises(InvalidInput, match="not on the grid of its image"):
         box_of_label_map(tmp_path / "case.nii.gz", [2], 2.0, Geometry.of(moved))
+
+
+def test_largest_component_keeps_stray_detections_out_of_the_box(tmp_path):
+    labels = np.zeros((6, 8, 10), np.uint8)
+    labels[2:4, 3:5, 4:7] = 2  # the structure: 12 voxels
+    labels[5, 7, 0] = 2  # a stray detection of the same label, far away
+    labels[0, 0, 9] = 3  # another label's single voxel: its own largest component
+    label = sitk.GetImageFromArray(labels)
+    label.CopyInformation(_image())
+    sitk.WriteImage(label, str(tmp_path / "case.nii.gz"))
+    geometry = Geometry.of(_image())
+    stretched = box_of_label_map(tmp_path / "case.nii.gz", [2], 0.0, geometry)
+    assert (stretched.start, stretched.stop) == ((2, 3, 0), (6, 8, 7))
+    kept = box_of_label_map(tmp_path / "case.nii.gz", [2], 0.0, geometry, largest_component=True)
+    assert (kept.start, kept.stop) == ((2, 3, 4), (4, 5, 7))
+    both = box_of_label_map(tmp_path / "case.nii.gz", [2, 3], 0.0, geometry, largest_component=True)
+    assert (both.start, both.stop) == ((0, 0, 4), (4, 5, 10))  # each label's largest component, together

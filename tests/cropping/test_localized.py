@@ -167,8 +167,13 @@ def test_command_line_flags(tmp_path, capsys):
     assert options == LocalizerOptions(ModelSpec("990", "T", "P", "2d", ("all",)), 12.5, ("bladder", "2"), "empty")
     args = predict_cli.build_parser().parse_args(["-i", "a", "-o", "b", "-d", "990", "--localizer", "990"])
     assert predict_cli._localizer_options(args).margin_mm == 20.0
+    assert not predict_cli._localizer_options(args).largest_component
+    args = predict_cli.build_parser().parse_args(["-i", "a", "-o", "b", "-d", "990", "--localizer", "990",
+                                                  "--localizer_largest_component"])
+    assert predict_cli._localizer_options(args).largest_component
     for extra, named in ((["--crop_margin", "5"], "--crop_margin"), (["--fallback", "full"], "--fallback"),
-                         (["--localizer_labels", "1"], "--localizer_labels")):
+                         (["--localizer_labels", "1"], "--localizer_labels"),
+                         (["--localizer_largest_component"], "--localizer_largest_component")):
         assert predict_cli.main(["-i", str(tmp_path), "-o", str(tmp_path / "out"), "-d", "990", *extra]) == 2
         err = capsys.readouterr().err
         assert err.count("radconf: error:") == 1 and f"{named} need --localizer SPEC" in err
