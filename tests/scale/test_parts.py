@@ -103,6 +103,11 @@ def test_single_model_parts_equal_the_whole_run(organ_model, tmp_path, capsys):
     assert not (tmp_path / "parts" / "predict_from_raw_data_args.json").exists()
     assert sorted(p.name for p in images.iterdir()) == [f"{c}_0000.nii.gz" for c in CASES]  # input untouched
 
+    before = _files(tmp_path / "parts")
+    assert predict.main(["-i", str(images), "-o", str(tmp_path / "parts"), "-m", organ_model.spec, *COMMON,
+                         "-num_parts", "2", "-part_id", "0", "--continue_prediction"]) == 0  # a rerun of part 0
+    assert "2 already there were kept" in capsys.readouterr().out
+    assert all(_files(tmp_path / "parts")[f"{case}.nii.gz"] == before[f"{case}.nii.gz"] for case in CASES)
     assert predict.main(["-i", str(images), "-o", str(tmp_path / "whole"), "-m", organ_model.spec, *COMMON]) == 0
     for case in CASES:
         merged = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "parts" / f"{case}.nii.gz")))
