@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "radconf_determine_postprocessing or nnU-Net's postprocessing.pkl")
     _add_uncertainty_arguments(parser)
     _add_localizer_arguments(parser)
+    parser.add_argument("--sequential_ensemble", action="store_true",
+                        help="ensembles: one case at a time (least memory) instead of preprocessing the next cases "
+                             "in nnU-Net's workers and writing the previous one in a thread (the same results)")
     parser.add_argument("-num_parts", type=positive_int, default=1,
                         help="split the cases into this many parts, one per process, GPU or node (nnU-Net's rule: "
                              "sorted cases, every N-th); all parts write into the same -o (default: 1)")
@@ -193,9 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         members, weights, fitted_cases = _members(args)
         configure_threads(args.device)  # once per process, before any model is loaded
         ensemble = None
-        if weights is not None or args.save_disagreement:
+        if weights is not None or args.save_disagreement or args.sequential_ensemble:
             ensemble = EnsembleOptions(weights=None if weights is None else tuple(weights),
-                                       save_disagreement=args.save_disagreement)
+                                       save_disagreement=args.save_disagreement,
+                                       pipelined=not args.sequential_ensemble)
         run_options = RunOptions(device=args.device, overwrite=not args.continue_prediction,
                                  num_processes=args.np if args.npp is None else args.npp,
                                  num_processes_export=args.np if args.nps is None else args.nps,

@@ -4,7 +4,10 @@
 Both go case by case: each member's probabilities of the case (nnU-Net's sliding window, fold averaging and
 resampling back to the image grid, or a saved ``CASE.npz``) are converted into the ensemble's output space and
 added to a ``WeightedAccumulator``, then freed, so memory holds one member's map and the running sum, whatever the
-number of members. The mixture is decoded (argmax; monotone level counting for confidence models) and written
+number of members. From images the prediction is pipelined: nnU-Net's workers preprocess the next cases (once per
+plans/configuration of the members) while the networks run, and a writer thread exports the previous case, so a
+second case's data and accumulator are held at most (``EnsembleOptions(pipelined=False)``: one case at a time, the
+same results bit for bit). The mixture is decoded (argmax; monotone level counting for confidence models) and written
 atomically, with optional ``CASE.npz`` (the ensemble's probabilities), a disagreement map (weighted standard
 deviation of the members' foreground probability, ``disagreement/CASE<ending>``) and, for confidence models, the
 level outputs of ``radconf.ordinal_outputs``. ``ensemble.json`` records the members and weights.
@@ -12,7 +15,7 @@ level outputs of ``radconf.ordinal_outputs``. ``ensemble.json`` records the memb
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +61,14 @@ class EnsembleOptions:
         weights: one per member, normalised to sum 1; None = equal weights. Members with weight 0 are not run.
         save_disagreement: also write the members' weighted standard deviation of the foreground probability
             (``disagreement/CASE<ending>``).
+        pipelined: nnU-Net's background workers preprocess the next cases while the networks run, and a writer
+            thread exports the previous case (the same results, bit for bit); False: one case at a time, holding
+            only one case's data, probability map and accumulator.
     """
 
     weights: tuple[float, ...] | None = None
     save_disagreement: bool = False
+    pipelined: bool = True
 
 
 def predict_ensemble(input_folder: str | Path, output_folder: str | Path, members: Sequence[ModelSpec], *,
@@ -86,8 +93,6 @@ def predict_ensemble(input_folder: str | Path, output_folder: str | Path, member
         ValueError: members disagree on structures, inputs or image grid; bad weights; every check runs before
             anything is written.
     """
-    from tqdm import tqdm
-
     run.check()
     weights = check_weights(ensemble.weights, len(members))
     if len(members) == 1 and ensemble.save_disagreement:
@@ -115,14 +120,17 @@ def predict_ensemble(input_folder: str | Path, output_folder: str | Path, member
             with anatomy_input_folder(input_folder, output_folder, source, models[0], run) as folder:
                 writer = predictors[0].plans_manager.image_reader_writer_class()
                 records, start = [], time.perf_counter()
-                for case in tqdm(todo, desc="Ensemble", unit="case"):
-                    files = [str(Path(folder) / f"{case}_{c:04d}{ending}") for c in range(num_channels)]
-                    with timed_case(records, case):
-                        accumulator = WeightedAccumulator(space, track_disagreement=ensemble.save_disagreement)
-                        properties = _accumulate_members(files, active, predictors, kinds, space, accumulator)
-                        write_case(output_folder, case, ending, accumulator, space,
-                                   run.save_probabilities or space.kind == "cumulative",
-                                   lambda seg, tmp: writer.write_seg(seg, tmp, properties))
+                files = [[str(Path(folder) / f"{case}_{c:04d}{ending}") for c in range(num_channels)]
+                         for case in todo]
+                job = _Job(active, predictors, kinds, space, ensemble.save_disagreement,
+                           lambda case, accumulator, properties: write_case(
+                               output_folder, case, ending, accumulator, space,
+                               run.save_probabilities or space.kind == "cumulative",
+                               lambda seg, tmp: writer.write_seg(seg, tmp, properties)))
+                if ensemble.pipelined:
+                    _predict_pipelined(job, todo, files, records, run.num_processes)
+                else:
+                    _predict_sequential(job, todo, files, records)
                 write_timing(output_folder, records, model=f"ensemble of {len(members)}",
                              device=str(predictors[0].device), wall_s=time.perf_counter() - start)
             finish_outputs(output_folder, space, ending, run.save_probabilities, levels.probabilities, levels.masks,
@@ -144,22 +152,83 @@ def _check_members(models: Sequence[ModelFiles]) -> tuple[OutputSpace, list[str]
     return space, kinds
 
 
-def _accumulate_members(files: list[str], active: Sequence[tuple[ModelFiles, float]], predictors: Sequence,
-                        kinds: Sequence[str], space: OutputSpace, accumulator: WeightedAccumulator) -> dict:
-    """Adds every member's probabilities of one case to ``accumulator``; returns nnU-Net's image properties.
+@dataclass(frozen=True)
+class _Job:
+    """What every case of an ensemble prediction needs: the weighted members, their predictors and kinds, the
+    output space and how a case's ensemble is written."""
 
-    Members with the same plans and configuration share one preprocessing of the case.
-    """
-    import torch
+    active: Sequence[tuple[ModelFiles, float]]
+    predictors: Sequence
+    kinds: Sequence[str]
+    space: OutputSpace
+    disagreement: bool
+    write: Callable[[str, WeightedAccumulator, dict], None]
 
-    preprocessed: dict[tuple, tuple] = {}
-    for (model, weight), predictor, kind in zip(active, predictors, kinds):
-        key = (model.spec.dataset, model.spec.plans, model.spec.configuration)
-        if key not in preprocessed:
-            preprocessed[key] = preprocess_case(predictor, files)
-        data, properties = preprocessed[key]
-        with torch.no_grad():
-            logits = network_logits(predictor, torch.from_numpy(data))
-        accumulator.add(to_space(probabilities_on_image_grid(logits, predictor, properties), kind, space), weight)
-        del logits
-    return next(iter(preprocessed.values()))[1]
+    def keys(self) -> list[tuple]:
+        """Each member's plans/configuration: members sharing one share one preprocessing of a case."""
+        return [(model.spec.dataset, model.spec.plans, model.spec.configuration) for model, _ in self.active]
+
+    def accumulate(self, preprocessed: dict) -> tuple[WeightedAccumulator, dict]:
+        """Every member's probabilities of one case (``key -> (data, properties)``) in a new accumulator, and
+        nnU-Net's image properties."""
+        import torch
+
+        accumulator = WeightedAccumulator(self.space, track_disagreement=self.disagreement)
+        for key, (_, weight), predictor, kind in zip(self.keys(), self.active, self.predictors, self.kinds):
+            data, properties = preprocessed[key][:2]
+            with torch.no_grad():
+                logits = network_logits(predictor, torch.as_tensor(data))
+            accumulator.add(to_space(probabilities_on_image_grid(logits, predictor, properties), kind, self.space),
+                            weight)
+            del logits
+        return accumulator, next(iter(preprocessed.values()))[1]
+
+
+def _predict_sequential(job: _Job, cases: Sequence[str], files: Sequence[list[str]], records: list) -> None:
+    """One case at a time: preprocess (once per plans/configuration), the members, write."""
+    from tqdm import tqdm
+
+    for case, case_files in tqdm(list(zip(cases, files)), desc="Ensemble", unit="case"):
+        with timed_case(records, case):
+            preprocessed = {}
+            for key, predictor in zip(job.keys(), job.predictors):
+                if key not in preprocessed:
+                    preprocessed[key] = preprocess_case(predictor, case_files)
+            accumulator, properties = job.accumulate(preprocessed)
+            job.write(case, accumulator, properties)
+
+
+def _predict_pipelined(job: _Job, cases: Sequence[str], files: Sequence[list[str]], records: list,
+                       num_processes: int) -> None:
+    """nnU-Net's workers preprocess ahead (:mod:`radconf.nnunet_compat.pipeline`), the members run here, a writer
+    thread exports case i while case i + 1 is computed (at most one write pending)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    from radconf.nnunet_compat.pipeline import preprocessed_cases
+    from radconf.nnunet_compat.timing import axial_slices
+
+    groups: dict[tuple, object] = {}
+    for key, predictor in zip(job.keys(), job.predictors):
+        groups.setdefault(key, predictor)  # the first member of each plans/configuration preprocesses for it
+    pending = None
+    with preprocessed_cases(files, groups, num_processes) as stream, ThreadPoolExecutor(1) as writer:
+        for case, (preprocessed, waited) in tqdm(zip(cases, stream), total=len(cases), desc="Ensemble",
+                                                 unit="case"):
+            with timed_case(records, case) as record:
+                accumulator, properties = job.accumulate(preprocessed)
+            first = next(iter(preprocessed))
+            record.update(preprocessing_s=sum(item[2] for item in preprocessed.values()), waited_s=waited,
+                          slices=axial_slices(properties, groups[first].plans_manager.transpose_forward))
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(_timed_write, job, record, case, accumulator, properties)
+        if pending is not None:
+            pending.result()
+
+
+def _timed_write(job: _Job, record: dict, case: str, accumulator: WeightedAccumulator, properties: dict) -> None:
+    start = time.perf_counter()
+    job.write(case, accumulator, properties)
+    record["export_s"] += time.perf_counter() - start

@@ -204,3 +204,15 @@ def test_run_records_a_part_renames():
     with active_part(Part(2, 1)), part_run_records():
         assert module.save_json is not original
     assert module.save_json is original
+
+
+def test_preprocessing_iterator_the_ensemble_pipeline_uses():
+    from nnunetv2.inference import data_iterators
+
+    parameters = list(inspect.signature(data_iterators.preprocessing_iterator_fromfiles).parameters)
+    assert parameters[:7] == ["list_of_lists", "list_of_segs_from_prev_stage_files", "output_filenames_truncated",
+                              "plans_manager", "dataset_json", "configuration_manager", "num_processes"]
+    assert {"pin_memory", "verbose"} <= set(parameters)
+    source = inspect.getsource(data_iterators.preprocess_fromfiles_save_to_queue)
+    assert "configuration_manager.preprocessor_class(verbose=verbose)" in source
+    assert "'data': data, 'data_properties': data_properties" in source
