@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "radconf_determine_postprocessing or nnU-Net's postprocessing.pkl")
     _add_uncertainty_arguments(parser)
     _add_localizer_arguments(parser)
+    _add_scale_arguments(parser)
+    return parser
+
+
+def _add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequential_ensemble", action="store_true",
                         help="ensembles: one case at a time (least memory) instead of preprocessing the next cases "
                              "in nnU-Net's workers and writing the previous one in a thread (the same results)")
@@ -77,7 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
                              "sorted cases, every N-th); all parts write into the same -o (default: 1)")
     parser.add_argument("-part_id", type=non_negative_int, default=0,
                         help="the part this command predicts, 0 .. num_parts - 1 (e.g. $SLURM_ARRAY_TASK_ID)")
-    return parser
 
 
 def _add_localizer_arguments(parser: argparse.ArgumentParser) -> None:
