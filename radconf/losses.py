@@ -78,11 +78,15 @@ class _WeightedSoftDice(nn.Module):
 
 
 def boundary_voxels(reference: torch.Tensor) -> torch.Tensor:
-    """Per channel of a one-hot (b, c, ...) tensor: voxels whose 3x3(x3) neighbourhood is not all one value."""
-    pool = nn.functional.max_pool3d if reference.ndim == 5 else nn.functional.max_pool2d
-    dilated = pool(reference, 3, stride=1, padding=1)
-    eroded = -pool(-reference, 3, stride=1, padding=1)  # max_pool pads with -inf: the patch edge is not a boundary
-    return dilated != eroded
+    """Per channel of a binary (one-hot or region) (b, c, ...) tensor: voxels whose 3x3(x3) neighbourhood is not all
+    one value.
+
+    One average pool over the neighbours inside the patch (the patch edge is not a boundary): the mean of 0/1 values
+    lies strictly between 0 and 1 exactly when both occur (its smallest non-zero distance from 0 or 1 is 1/27).
+    """
+    pool = nn.functional.avg_pool3d if reference.ndim == 5 else nn.functional.avg_pool2d
+    mean = pool(reference, 3, stride=1, padding=1, count_include_pad=False)
+    return (mean > 1e-3) & (mean < 1 - 1e-3)
 
 
 class BoundaryWeightedDiceLoss(_WeightedSoftDice):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
@@ -103,3 +104,20 @@ def test_masked_mse_by_hand():
     assert masked_mse(prediction, target, valid).item() == pytest.approx(0.25 / 3)
     assert masked_mse(prediction, target, torch.zeros(4)).item() == 0.0
     assert not math.isnan(masked_mse(prediction, target, torch.zeros(4)).item())
+
+
+def test_boundary_voxels_equal_dilation_minus_erosion_in_3d_and_2d():
+    from scipy import ndimage
+
+    generator = torch.Generator().manual_seed(3)
+    low = torch.randint(0, 4, (2, 1, 4, 6, 7), generator=generator).float()
+    labels = torch.nn.functional.interpolate(low, size=(9, 14, 17), mode="nearest").long()
+    reference = torch.zeros(2, 4, 9, 14, 17).scatter_(1, labels, 1)
+    for tensor in (reference, reference[:, :, 4]):  # 3D and a 2D slice
+        array = tensor.numpy()
+        size = (1, 1) + (3,) * (array.ndim - 2)
+        # neighbours outside the patch do not count: 'nearest' repeats the edge, which changes neither max nor min
+        expected = ndimage.maximum_filter(array, size, mode="nearest") != ndimage.minimum_filter(
+            array, size, mode="nearest")
+        assert expected.any() and not expected.all()
+        assert np.array_equal(boundary_voxels(tensor).numpy(), expected)
