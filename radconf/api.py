@@ -116,7 +116,7 @@ def _predict(input_folder, output_folder, models: list[ModelSpec], run: RunOptio
     if uncertainty is not None or calibration is not None:
         return predict_with_samples(input_folder, output_folder, models, sampling=uncertainty, run=run, levels=levels,
                                     anatomy=anatomy, weights=ensemble.weights if ensemble else None,
-                                    calibration=calibration)
+                                    calibration=calibration, pipelined=ensemble.pipelined if ensemble else True)
     if len(models) > 1 or ensemble is not None:
         return predict_ensemble(input_folder, output_folder, models, ensemble=ensemble or EnsembleOptions(), run=run,
                                 levels=levels, anatomy=anatomy)

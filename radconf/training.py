@@ -40,6 +40,7 @@ from radconf.nnunet_compat.checkpoints import (
     transfer_pretrained_weights,
     validation_checkpoint,
 )
+from radconf.nnunet_compat.distributed import initialised_on
 from radconf.optimisation import (
     apply_optimizer_settings,
     check_optimizer_kept,
@@ -50,6 +51,7 @@ from radconf.optimisation import (
 from radconf.paths import require_nnunet_paths
 from radconf.raw.checks import find_dataset_name
 from radconf.registry import find_class
+from radconf.scale.ranks import check_weights_agree, is_rank_zero, rank, world_size
 from radconf.training_options import (  # noqa: F401 (part of this module's API)
     TrainingOptions,
     accepted_settings,
@@ -202,7 +204,7 @@ def _check_modes(continue_training: bool, only_validation: bool, options: Traini
             raise InvalidInput(message)
 
 
-def _check_start(dataset, configuration, fold, trainer, plans, device, continue_training, only_validation,
+def check_start(dataset, configuration, fold, trainer, plans, device, continue_training, only_validation,
                  options: TrainingOptions) -> _Start:
     """Checks everything a run needs, reading files only; returns what to start with."""
     _check_modes(continue_training, only_validation, options)
@@ -270,7 +272,8 @@ def _start(start: _Start, continue_training: bool, only_validation: bool) -> nnU
     if start.record and start.options.iterations_per_epoch == start.record.get("iterations_per_epoch") \
             and start.record.get("val_iterations_per_epoch"):
         nnunet_trainer.num_val_iterations_per_epoch = int(start.record["val_iterations_per_epoch"])
-    nnunet_trainer.initialize()
+    with initialised_on(nnunet_trainer, start.device):  # a process group on CPU keeps the CPU (gloo)
+        nnunet_trainer.initialize()
     install_final_loss(nnunet_trainer)
     if start.pretrained is not None:
         transfer_pretrained_weights(nnunet_trainer.network, start.pretrained, options.pretrained_weights)
@@ -297,11 +300,12 @@ def _record_settings(nnunet_trainer: nnUNetTrainer, options: TrainingOptions) ->
               "val_iterations_per_epoch": int(nnunet_trainer.num_val_iterations_per_epoch),
               "settings": {n: plain(getattr(nnunet_trainer, n, None)) for n in accepted_settings(type(nnunet_trainer))},
               "optimizer": optimizer_record(nnunet_trainer),
-              "trainer": type(nnunet_trainer).__name__, "seed": options.seed}
-    atomic_write_json(folder / SETTINGS_FILE, record)
-    if options.epochs is not None or options.iterations_per_epoch is not None:
-        atomic_write_json(folder / LEGACY_OVERRIDES_FILE, {"epochs": record["epochs"],
-                                                           "iterations_per_epoch": record["iterations_per_epoch"]})
+              "trainer": type(nnunet_trainer).__name__, "seed": options.seed, "processes": world_size()}
+    if is_rank_zero():
+        atomic_write_json(folder / SETTINGS_FILE, record)
+        if options.epochs is not None or options.iterations_per_epoch is not None:
+            atomic_write_json(folder / LEGACY_OVERRIDES_FILE, {"epochs": record["epochs"],
+                                                               "iterations_per_epoch": record["iterations_per_epoch"]})
     nnunet_trainer.print_to_log_file(f"radconf: training settings {json.dumps(record)} (recorded in {SETTINGS_FILE})")
 
 
@@ -331,10 +335,10 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
         MissingInput: plans, preprocessed data, a checkpoint or pretrained weights that do not exist.
         OutputExists: a new training into a fold folder that holds checkpoints.
     """
-    start = _check_start(dataset, configuration, fold, trainer, plans, device, continue_training, only_validation,
+    start = check_start(dataset, configuration, fold, trainer, plans, device, continue_training, only_validation,
                          options)
-    if options.seed is not None:
-        seed_everything(options.seed)
+    if options.seed is not None:  # rank r of a multi-GPU run: seed + r (the ranks draw different patches)
+        seed_everything(options.seed + rank())
     with fold_folder_as_found(start.data.folder):
         nnunet_trainer = _start(start, continue_training, only_validation)
     output_folder = Path(nnunet_trainer.output_folder)
@@ -352,6 +356,7 @@ def train(dataset: str | int, configuration: str, fold: int | str, *, trainer: s
                 f"epochs): nothing to train (to train longer: --c --epochs N --change_settings).")
         else:
             nnunet_trainer.run_training()
+            check_weights_agree(nnunet_trainer)
     if options.validate or only_validation:
         if options.validate_with_best and not only_validation:
             restore_trainer_state(nnunet_trainer, validation_checkpoint(output_folder, best=True)[1])

@@ -122,13 +122,16 @@ class ConfidenceTrainer(_LevelTrainer, nnUNetTrainer):
     def _training_level_weights(self) -> np.ndarray:
         """Reciprocal level frequencies over the training split's preprocessed segmentations (logged and saved)."""
         from radconf.io.files import atomic_write_json
+        from radconf.scale.ranks import is_rank_zero, rank_zero_value
         from radconf.training import training_label_counts
 
-        counts, train_keys = training_label_counts(self, self.num_levels + 1)
+        # on rank 0, sent to every rank of a multi-GPU run: all ranks train with the same loss
+        counts, train_keys = rank_zero_value(lambda: training_label_counts(self, self.num_levels + 1))
         weights = reciprocal_frequency_weights(counts)
-        atomic_write_json(Path(self.output_folder) / "level_weights.json",
-                          {"level_voxel_counts": counts.tolist(), "weights": weights.tolist(),
-                           "training_cases": len(train_keys)})
+        if is_rank_zero():
+            atomic_write_json(Path(self.output_folder) / "level_weights.json",
+                              {"level_voxel_counts": counts.tolist(), "weights": weights.tolist(),
+                               "training_cases": len(train_keys)})
         self.print_to_log_file(f"Level weights (reciprocal frequency over {len(train_keys)} training cases): "
                                + ", ".join(f"{w:.4g}" for w in weights))
         return weights

@@ -71,9 +71,11 @@ class WeightedCELossMixin(CELossMixin):
             weights, source = json.loads(path.read_text())["weights"], f"recorded in {path.name}"
         if weights is None:
             from radconf.losses import reciprocal_frequency_weights
+            from radconf.scale.ranks import rank_zero_value
             from radconf.training import training_label_counts
 
-            counts, keys = training_label_counts(self, num_classes)
+            # on rank 0, sent to every rank of a multi-GPU run
+            counts, keys = rank_zero_value(lambda: training_label_counts(self, num_classes))
             weights, source = reciprocal_frequency_weights(counts), f"reciprocal frequency over {len(keys)} cases"
         weights = np.asarray(weights, dtype=np.float64)
         if weights.shape != (num_classes,) or (weights < 0).any() or weights.sum() <= 0:

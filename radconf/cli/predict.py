@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequential_ensemble", action="store_true",
-                        help="ensembles: one case at a time (least memory) instead of preprocessing the next cases "
-                             "in nnU-Net's workers and writing the previous one in a thread (the same results)")
+                        help="ensembles and samples (--uncertainty, --calibrate): one case at a time (least "
+                             "memory) instead of preprocessing the next cases in nnU-Net's workers (and, for "
+                             "ensembles, writing the previous one in a thread); the same results")
     parser.add_argument("-num_parts", type=positive_int, default=1,
                         help="split the cases into this many parts, one per process, GPU or node (nnU-Net's rule: "
                              "sorted cases, every N-th); all parts write into the same -o (default: 1)")

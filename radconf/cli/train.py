@@ -105,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_optimisation_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every trainer: the optimiser, its learning rate and weight decay, the loss of the last epochs."""
+    """Every trainer: the GPUs, the optimiser, its learning rate and weight decay, the loss of the last epochs."""
+    parser.add_argument("-num_gpus", type=positive_int, default=1,
+                        help="train on this many CUDA GPUs of this machine with nnU-Net's DDP (one process per GPU; "
+                             "the plans' batch is split over them)")
     parser.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None,
                         help="any trainer: the optimiser, on nnU-Net's poly learning-rate schedule (default: the "
                              "trainer's own, SGD with momentum 0.99 for nnU-Net's; with --c: recorded)")
@@ -150,12 +153,28 @@ def main(argv: list[str] | None = None) -> int:
 
         options = training_options(args)  # checks the values before anything else
         use_default_nnunet_paths()
-        configure_threads(args.device)  # once per process, as nnU-Net's entry point does
-        folder = train(args.dataset_name_or_id, args.configuration, args.fold, trainer=args.tr, plans=args.p,
-                       device=args.device, continue_training=args.c, only_validation=args.val, options=options)
+        if args.num_gpus > 1:
+            folder = _train_on_gpus(args, options)
+        else:
+            configure_threads(args.device)  # once per process, as nnU-Net's entry point does
+            folder = train(args.dataset_name_or_id, args.configuration, args.fold, trainer=args.tr, plans=args.p,
+                           device=args.device, continue_training=args.c, only_validation=args.val, options=options)
         print(f"radconf: training output in {folder}")
 
     return run_cli(run)
+
+
+def _train_on_gpus(args: argparse.Namespace, options: TrainingOptions):
+    """``-num_gpus N``: nnU-Net's DDP on N CUDA GPUs, one process each (:mod:`radconf.scale.distributed`)."""
+    from radconf.errors import InvalidInput
+    from radconf.scale.distributed import train_distributed
+
+    if args.device not in (None, "cuda"):
+        raise InvalidInput(f"-num_gpus {args.num_gpus} trains on CUDA GPUs; -device {args.device} trains in one "
+                           f"process (drop -num_gpus, or pass -device cuda).")
+    return train_distributed(args.dataset_name_or_id, args.configuration, args.fold, num_gpus=args.num_gpus,
+                             trainer=args.tr, plans=args.p, device="cuda", continue_training=args.c,
+                             only_validation=args.val, options=options)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -70,9 +71,12 @@ class Calibration:
 def predict_with_samples(input_folder: str | Path, output_folder: str | Path, members: Sequence[ModelSpec], *,
                          sampling: UncertaintyOptions | None, run: RunOptions = RunOptions(),
                          levels: LevelOutputs = LevelOutputs(), anatomy: AnatomyInputs = AnatomyInputs(),
-                         weights: Sequence[float] | None = None, calibration: Calibration | None = None
-                         ) -> PredictedCases:
+                         weights: Sequence[float] | None = None, calibration: Calibration | None = None,
+                         pipelined: bool = True) -> PredictedCases:
     """Predicts every case of ``input_folder`` from samples (or one calibrated pass when ``sampling`` is None).
+
+    ``pipelined``: nnU-Net's workers preprocess the next cases (once per plans/configuration of the models) while the
+    samples of this one run (the same results, bit for bit); False: each case is preprocessed when it is reached.
 
     Raises:
         InvalidInput, MissingInput: options, models, inputs or output location unusable, a model without dropout for
@@ -121,11 +125,15 @@ def predict_with_samples(input_folder: str | Path, output_folder: str | Path, me
             with anatomy_input_folder(input_folder, output_folder, source, models[0], run) as folder:
                 writer = runners[0].predictor.plans_manager.image_reader_writer_class()
                 records, start = [], time.perf_counter()
-                for case in tqdm(todo, desc="Samples" if sampling else "Calibrated", unit="case"):
-                    files = [str(Path(folder) / f"{case}_{c:04d}{ending}") for c in range(models[0].num_channels)]
-                    with timed_case(records, case):
-                        _predict_case(output_folder, case, ending, files, sampler, runners[0], space, writer,
-                                      run.save_probabilities or space.kind == "cumulative", save_maps, sampling)
+                files = [[str(Path(folder) / f"{case}_{c:04d}{ending}") for c in range(models[0].num_channels)]
+                         for case in todo]
+                with _cases_ahead(files, runners, run.num_processes, pipelined) as ahead:
+                    for case, inputs in tqdm(list(zip(todo, files)), desc="Samples", unit="case"):
+                        preprocessing = ahead(inputs)  # waiting for the workers is not the case's time
+                        with timed_case(records, case) as record:
+                            _predict_case(output_folder, case, ending, inputs, sampler, runners[0], space, writer,
+                                          run.save_probabilities or space.kind == "cumulative", save_maps, sampling)
+                        record.update(preprocessing)
                 write_timing(output_folder, records, model=", ".join(str(m) for m in members),
                              device=str(runners[0].predictor.device), wall_s=time.perf_counter() - start)
             finish_outputs(output_folder, space, ending, run.save_probabilities, levels.probabilities, levels.masks,
@@ -135,6 +143,37 @@ def predict_with_samples(input_folder: str | Path, output_folder: str | Path, me
         _write_model_record(output_folder, space, members, models, all_weights)
         atomic_write_json(output_folder / RECORD, record)
     return PredictedCases(cases, skipped)
+
+
+@contextmanager
+def _cases_ahead(files: Sequence[list[str]], runners: list[Runner], num_processes: int, pipelined: bool
+                 ) -> Iterator[Callable[[list[str]], dict]]:
+    """Within the block: a function that, called with the next case's files, puts that case's preprocessed data
+    into the runners' shared cache and returns its timing (preprocessing seconds in the workers, seconds waited).
+    Not ``pipelined``: it does nothing, and the runners preprocess when they first need the case."""
+    import torch
+
+    if not pipelined:
+        yield lambda case_files: {}
+        return
+    from radconf.nnunet_compat.pipeline import preprocessed_cases
+    from radconf.nnunet_compat.timing import axial_slices
+
+    groups: dict[tuple, object] = {}
+    for runner in runners:
+        groups.setdefault(runner.plans_key, runner.predictor)  # one preprocessing per plans/configuration
+    cache = runners[0].cache  # shared by every runner
+    with preprocessed_cases(files, groups, num_processes) as stream:
+        def ahead(case_files: list[str]) -> dict:
+            preprocessed, waited = next(stream)
+            cache.clear()  # the previous case's data is freed
+            for key, (data, properties, _) in preprocessed.items():
+                cache[(key, tuple(case_files))] = (torch.as_tensor(data), properties)
+            first_key, (_, properties, _) = next(iter(preprocessed.items()))
+            return {"preprocessing_s": sum(item[2] for item in preprocessed.values()), "waited_s": waited,
+                    "slices": axial_slices(properties, groups[first_key].plans_manager.transpose_forward)}
+
+        yield ahead
 
 
 def _predict_case(output_folder: Path, case: str, ending: str, files: list[str], sampler, first: Runner, space,

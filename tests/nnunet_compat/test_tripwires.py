@@ -216,3 +216,19 @@ def test_preprocessing_iterator_the_ensemble_pipeline_uses():
     source = inspect.getsource(data_iterators.preprocess_fromfiles_save_to_queue)
     assert "configuration_manager.preprocessor_class(verbose=verbose)" in source
     assert "'data': data, 'data_properties': data_properties" in source
+
+
+def test_ddp_internals_the_cpu_process_group_adapts():
+    """nnU-Net's trainer under a process group: rank r moved onto cuda:r in ``__init__`` and the network wrapped in
+    the trainer module's ``DDP`` with ``device_ids=[rank]`` in ``initialize`` (what ``initialised_on`` undoes on
+    CPU); a rank-local batch size; rank-0-only logging."""
+    from nnunetv2.training.nnUNetTrainer import nnUNetTrainer as module
+    from torch.nn.parallel import DistributedDataParallel
+
+    assert module.DDP is DistributedDataParallel
+    init = inspect.getsource(module.nnUNetTrainer.__init__)
+    assert "self.is_ddp = dist.is_available() and dist.is_initialized()" in init
+    assert "torch.device(type='cuda', index=self.local_rank)" in init and "self.grad_scaler" in init
+    assert "DDP(self.network, device_ids=[self.local_rank])" in inspect.getsource(module.nnUNetTrainer.initialize)
+    assert "global_batch_size >= world_size" in inspect.getsource(module.nnUNetTrainer._set_batch_size_and_oversample)
+    assert "if self.local_rank == 0" in inspect.getsource(module.nnUNetTrainer.print_to_log_file)

@@ -56,3 +56,42 @@ def test_pipelined_equals_sequential_bit_for_bit(organ_model, tmp_path):
         image = sitk.ReadImage(str(images / f"{record['case']}_0000.nii.gz"))
         assert record["slices"] == image.GetSize()[2]
         assert record["preprocessing_s"] > 0 and record["network_s"] > 0 and record["export_s"] > 0
+
+
+def test_pipelined_samples_equal_sequential_bit_for_bit(organ_model, tmp_path):
+    """The sample path (``--uncertainty``): nnU-Net's workers preprocess ahead, the samples (flips and an affine
+    warp) see the same data; every image, probability and per-case JSON equals the sequential run's."""
+    from radconf.uncertainty.prediction import predict_with_samples
+    from radconf.uncertainty.sources import UncertaintyOptions
+
+    images = _images(organ_model, tmp_path)
+    sampling = UncertaintyOptions(source="tta", samples=2, tta_affine=1, seed=4)
+    run = RunOptions(device="cpu", num_processes=1, save_probabilities=True)
+    for name, pipelined in (("sequential", False), ("pipelined", True)):
+        predict_with_samples(images, tmp_path / name, [ModelSpec.parse(organ_model.spec)], sampling=sampling,
+                             run=run, pipelined=pipelined)
+    written = sorted(p.relative_to(tmp_path / "sequential") for p in (tmp_path / "sequential").rglob("*")
+                     if p.is_file() and p.name not in ("timing.json",))
+    assert len([p for p in written if p.suffix == ".gz"]) > len(CASES)  # segmentations and uncertainty maps
+    for path in written:
+        ours, theirs = tmp_path / "pipelined" / path, tmp_path / "sequential" / path
+        if path.name.endswith(".nii.gz"):
+            assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(ours))),
+                                  sitk.GetArrayFromImage(sitk.ReadImage(str(theirs)))), path
+        elif path.suffix == ".npz":
+            assert np.array_equal(np.load(ours)["probabilities"], np.load(theirs)["probabilities"]), path
+        elif path.suffix == ".json":  # the same content, but for the seconds
+            assert _untimed(json.loads(ours.read_text())) == _untimed(json.loads(theirs.read_text())), path
+        elif path.suffix != ".png":
+            assert ours.read_bytes() == theirs.read_bytes(), path
+    timing = json.loads((tmp_path / "pipelined" / "timing.json").read_text())
+    assert [c["case"] for c in timing["cases"]] == list(CASES)
+    assert all(c["preprocessing_s"] > 0 and c["slices"] for c in timing["cases"])
+
+
+def _untimed(value):
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if not k.endswith("_s")}
+    if isinstance(value, list):
+        return [_untimed(v) for v in value]
+    return value
