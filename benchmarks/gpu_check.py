@@ -9,7 +9,9 @@
    nnUNetTrainerNoDA on 541, AnatomyChannelsTrainer on 542, ConfidenceTrainer on 543; then ``radconf_predict`` on the
    device: one model, an ensemble of two models in one process, the two-stage anatomy prediction (organ model, then
    the anatomy-channel model) and the confidence model's level maps; seconds and ms per slice from ``timing.json``.
-4. Multi-GPU training: recorded as not run (radconf_train has no -num_gpus yet).
+4. Multi-GPU training: ``radconf_train ... -num_gpus 2`` (nnU-Net's DDP, NCCL) of the ConfidenceTrainer on fold 0
+   when 2 GPUs are present; with ``--device cpu`` the same ``train_distributed`` on 2 gloo ranks. Passed when the
+   run's log says the ranks' weights are identical.
 
     python benchmarks/gpu_check.py --work /tmp/gpu_check --out documentation/figures        # on a CUDA machine
     python benchmarks/gpu_check.py --work /tmp/gpu_check_cpu --device cpu --steps 1 --only ConfidenceTrainer
@@ -23,7 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmark_common import run_module, write_tables
+from benchmark_common import run_command, run_module, write_tables
 from benchmark_trainer_overhead import HAND_MADE, IDS, PLANS, prepare_datasets
 
 TRAININGS = {"organs": ("nnUNetTrainer", "plain"), "organs_noda": ("nnUNetTrainerNoDA", "plain"),
@@ -120,6 +122,36 @@ def _pipeline(folders: dict, work: Path, env: dict, log: Path, args) -> list[dic
     return rows
 
 
+def _ddp(folders: dict, env: dict, log: Path, args) -> dict:
+    """2 ranks of the ConfidenceTrainer, fold 0: NCCL on 2 GPUs, or gloo on CPU (``--device cpu``)."""
+    import sys
+
+    import torch
+
+    gpus = torch.cuda.device_count() if args.device == "cuda" else 0
+    check = "DDP training on 2 GPUs (-num_gpus 2)" if args.device == "cuda" else "DDP training on 2 gloo ranks (CPU)"
+    if args.device == "cuda" and gpus < 2:
+        return {"check": check, "ok": False, "error": f"not run: {gpus} GPU present"}
+    options = f"--epochs 1 --iterations_per_epoch {args.iterations} --no_val".split()
+    if args.device == "cuda":
+        command = [sys.executable, "-m", "radconf.cli.train", str(IDS["confidence"]), "3d_fullres", "0", "-tr",
+                   "ConfidenceTrainer", "-p", PLANS, "-device", "cuda", "-num_gpus", "2", *options]
+    else:
+        command = [sys.executable, "-c", "from radconf.scale.distributed import train_distributed; "
+                   "from radconf.training import TrainingOptions; "
+                   f"train_distributed('{IDS['confidence']}', '3d_fullres', 0, num_gpus=2, "
+                   f"trainer='ConfidenceTrainer', plans='{PLANS}', device='cpu', options=TrainingOptions("
+                   f"epochs=1, iterations_per_epoch={args.iterations}, validate=False))"]
+    try:
+        seconds = run_command(command, env, log)
+    except Exception as failure:
+        return {"check": check, "ok": False, "error": str(failure)[-300:]}
+    logs = sorted(folders["nnUNet_results"].glob(f"Dataset{IDS['confidence']}_*/ConfidenceTrainer__{PLANS}__"
+                                                 "3d_fullres/fold_0/training_log_*.txt"))
+    agree = bool(logs) and "network weights identical on all 2 ranks" in logs[-1].read_text()
+    return {"check": check, "ok": agree, "s": seconds, "error": "" if agree else "ranks' weights not confirmed equal"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True)
@@ -134,9 +166,7 @@ def main() -> None:
     rows = _trainers(args) + _pipeline(folders, work, {**env, "nnUNet_n_proc_DA": "0"}, log, args)
     import torch
 
-    gpus = torch.cuda.device_count() if args.device == "cuda" else 0
-    rows.append({"check": f"DDP training on {gpus} GPU(s)", "ok": False,
-                 "error": "not run: radconf_train has no -num_gpus yet"})
+    rows.append(_ddp(folders, {**env, "nnUNet_n_proc_DA": "0"}, log, args))
     columns = ["check", "ok", "s_per_step", "s", "ms_per_slice", "peak_mb", "amp", "error"]
     rows = [{key: row.get(key, "") for key in columns} for row in rows]
 

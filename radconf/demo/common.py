@@ -27,6 +27,8 @@ PLANS = "radconfCPUPlans"
 TRAINER = "nnUNetTrainerNoDA"
 CONFIDENCE_TRAINER = "ConfidenceTrainerNoDA"  # no augmentation, like the demo's first model (see TRAINER)
 CLINICAL_LEVEL = 3  # the paper's starting point for a CTV
+CROP_MARGIN_MM = 20  # around the readers' contours, for training (radconf_crop_dataset --margin)
+LOCALIZER_MARGIN_MM = 25  # around the organ model's GTV, at prediction: readers reach beyond the consensus GTV
 CONFIGURATION = "3d_fullres"
 FOLD = "all"
 
@@ -67,6 +69,9 @@ class DemoSettings:
     iterations_per_epoch: int = 50
     dataset_id: int = 501
     confidence_dataset_id: int = 502
+    # the confidence levels cropped around the readers' contours (radconf_crop_dataset): the ConfidenceTrainer trains
+    # on these crops, and predicts in the boxes the organ model's GTV gives (radconf_predict --localizer)
+    confidence_crop_dataset_id: int = 503
     dicom_dataset_id: int = 511  # the phantom's TPS export imported back (radconf_import_dicom)
     # nnU-Net does not seed its training; on this small budget an unlucky start can find the GTV too late. A seed
     # with single-process augmentation makes the demo repeat.
@@ -204,11 +209,12 @@ def train_model(context: CommandContext, dataset: str, trainer: str) -> None:
 
 
 def predict_cases(context: CommandContext, images: Path, predictions: Path, dataset: str, trainer: str,
-                  extra: Sequence[str] = ()) -> None:
-    """``radconf_predict`` of the held-out images with the trained fold."""
+                  extra: Sequence[str] = (), passes: int = 1) -> None:
+    """``radconf_predict`` of the held-out images with the trained fold (``passes``: models run per case, 2 with a
+    localiser)."""
     tta = () if context.settings.test_time_augmentation else ("--disable_tta",)
     run_command(["radconf.cli.predict", "-i", str(images), "-o", str(predictions), "-d", dataset, "-c",
                  CONFIGURATION, "-tr", trainer, "-p", PLANS, "-f", FOLD, "-device", context.device, "-np",
                  str(context.settings.worker_processes), *tta, *extra],
                 context.environment, context.log,
-                progress=("predicting cases", context.settings.num_test, r"^Predicting "))
+                progress=("predicting cases", passes * context.settings.num_test, r"^Predicting "))

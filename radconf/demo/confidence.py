@@ -1,18 +1,28 @@
 """The demo's confidence workflow: readers' GTV contours -> fused levels -> ConfidenceTrainer -> level maps.
 
 Runs after the multi-structure part, on the same phantom: ``radconf_fuse_readers`` turns the simulated readers'
-contours into a confidence-level dataset, which is planned, trained with the ConfidenceTrainer, predicted (level map
-plus the level-3 mask) and evaluated with the continuous Dice and the per-level table.
+contours into a confidence-level dataset; ``radconf_crop_dataset`` cuts it to the readers' contours plus a margin
+(the GTV needs no whole pelvis, and a crop trains in about half the time); the crops are planned and trained with
+the ConfidenceTrainer. The held-out images are predicted localised: the multi-structure model finds the GTV, the
+confidence model segments that box, and the level map (plus the level-3 mask) is pasted onto the whole image, which
+is evaluated with the continuous Dice and the per-level table.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from radconf.demo.common import (
     CLINICAL_LEVEL,
     CONFIDENCE_TRAINER,
+    CONFIGURATION,
+    CROP_MARGIN_MM,
+    FOLD,
+    LOCALIZER_MARGIN_MM,
+    PLANS,
+    TRAINER,
     CommandContext,
     plan_dataset,
     predict_cases,
@@ -49,16 +59,25 @@ def run_confidence_workflow(phantom, settings, environment: dict[str, str], log:
         run_command(["radconf.cli.fuse_readers", str(phantom.folder), "-d", dataset_id, "-n", "PhantomConfidence",
                      "--structure", "GTV", "--overwrite"], environment, log)
     dataset = next(raw.glob(f"Dataset{settings.confidence_dataset_id:03d}_*"))
+    k = int(json.loads((dataset / "dataset.json").read_text())["radconf"]["levels"])
+    cropped = str(settings.confidence_crop_dataset_id)
+    with stage("crop_confidence"):
+        for earlier in raw.glob(f"Dataset{settings.confidence_crop_dataset_id:03d}_*"):
+            shutil.rmtree(earlier)  # an earlier run of this demo's, in the demo's own folder: cropped again
+        run_command(["radconf.cli.crop_dataset", "-d", dataset_id, "-o", cropped, "--around",
+                     ",".join(str(level) for level in range(1, k + 1)), "--margin", str(CROP_MARGIN_MM)],
+                    environment, log)
     with stage("plan_confidence"):
-        plan_dataset(context, dataset_id)
+        plan_dataset(context, cropped)
     with stage("train_confidence"):
-        train_model(context, dataset_id, CONFIDENCE_TRAINER)
+        train_model(context, cropped, CONFIDENCE_TRAINER)
     predictions = output / "confidence_predictions"
+    localizer = f"{settings.dataset_id}:{TRAINER}:{PLANS}:{CONFIGURATION}:{FOLD}"
     with stage("predict_confidence"):
-        predict_cases(context, dataset / "imagesTs", predictions, dataset_id, CONFIDENCE_TRAINER,
-                      extra=("--level", str(CLINICAL_LEVEL)))
+        predict_cases(context, dataset / "imagesTs", predictions, cropped, CONFIDENCE_TRAINER, passes=2, extra=(
+            "--level", str(CLINICAL_LEVEL), "--localizer", localizer, "--localizer_labels", "gtv",
+            "--crop_margin", str(LOCALIZER_MARGIN_MM), "--localizer_largest_component", "--fallback", "full"))
     with stage("evaluate_confidence"):
-        k = int(json.loads((dataset / "dataset.json").read_text())["radconf"]["levels"])
         evaluation = evaluate_folders(reference_dir=dataset / "labelsTs", prediction_dir=predictions,
                                       output_dir=output / "confidence_evaluation", confidence_levels=k)
     return _confidence_result(dataset, predictions, k, evaluation.summary, phantom.test_cases)

@@ -87,8 +87,10 @@ def _confidence_section(confidence, test_cases: list[str], report_dir: Path) -> 
         "## Confidence workflow: readers -> confidence levels -> ConfidenceTrainer",
         "",
         (f"The phantom's simulated readers' GTV contours were fused into levels 0..{k} (`radconf_fuse_readers`, "
-         f"dataset `{confidence.dataset.name}`), and `{CONFIDENCE_TRAINER}` learned them as {k} cumulative sigmoid "
-         f"channels. Held-out cases:"),
+         f"dataset `{confidence.dataset.name}`), cut to the readers' contours plus a margin (`radconf_crop_dataset`), "
+         f"and `{CONFIDENCE_TRAINER}` learned them as {k} cumulative sigmoid channels. The held-out images were "
+         f"predicted localised: the multi-structure model finds the GTV, the confidence model segments that box "
+         f"(`radconf_predict --localizer`), and the level maps are scored on the whole images. Held-out cases:"),
         "",
         (f"**Continuous Dice: {_format(confidence.continuous_dice, confidence.continuous_dice_sd)}**; the simulated "
          f"readers' own pairwise inter-reader Dice on these cases: "

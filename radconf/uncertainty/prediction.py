@@ -130,10 +130,10 @@ def predict_with_samples(input_folder: str | Path, output_folder: str | Path, me
                 with _cases_ahead(files, runners, run.num_processes, pipelined) as ahead:
                     for case, inputs in tqdm(list(zip(todo, files)), desc="Samples", unit="case"):
                         preprocessing = ahead(inputs)  # waiting for the workers is not the case's time
-                        with timed_case(records, case) as record:
+                        with timed_case(records, case) as timing:
                             _predict_case(output_folder, case, ending, inputs, sampler, runners[0], space, writer,
                                           run.save_probabilities or space.kind == "cumulative", save_maps, sampling)
-                        record.update(preprocessing)
+                        timing.update(preprocessing)
                 write_timing(output_folder, records, model=", ".join(str(m) for m in members),
                              device=str(runners[0].predictor.device), wall_s=time.perf_counter() - start)
             finish_outputs(output_folder, space, ending, run.save_probabilities, levels.probabilities, levels.masks,

@@ -87,9 +87,15 @@ def check_demo_output(out: Path, printed: str) -> None:
     assert [p.name for p in level_maps] == cases and len(list(masks.glob("*.nii.gz"))) == 2
     assert len(list((out / "report").glob("confidence_*.png"))) == 2
     assert "radconf_fuse_readers" in report and "Continuous Dice" in report
+    # trained on crops around the readers' contours, predicted in the organ model's GTV boxes, pasted whole
+    cropped = next((out / "nnUNet_raw").glob("Dataset503_*"))
+    assert json.loads((cropped / "dataset.json").read_text())["radconf"]["levels"] == levels
+    boxes = json.loads((out / "confidence_predictions" / "crop_boxes.json").read_text())
+    assert sorted(boxes["cases"]) == [c.removesuffix(".nii.gz") for c in cases] and boxes["around"] == {"gtv": [4]}
     level3_dice = []
     for level_map in level_maps:
         predicted = _array(level_map)
+        assert predicted.shape == _array(fused / "labelsTs" / level_map.name).shape
         assert predicted.min() >= 0 and predicted.max() <= levels
         assert np.array_equal(_array(masks / level_map.name) > 0, predicted >= 3)  # the level-3 mask of the map
         level3_dice.append(_dice(_array(fused / "labelsTs" / level_map.name) >= 3, predicted >= 3))

@@ -84,6 +84,8 @@ def test_pipelined_samples_equal_sequential_bit_for_bit(organ_model, tmp_path):
             assert _untimed(json.loads(ours.read_text())) == _untimed(json.loads(theirs.read_text())), path
         elif path.suffix != ".png":
             assert ours.read_bytes() == theirs.read_bytes(), path
+    record = json.loads((tmp_path / "pipelined" / "uncertainty.json").read_text())  # the run's record, not a case's
+    assert record["source"] == "tta" and "mirror_axes_per_sample" in record
     timing = json.loads((tmp_path / "pipelined" / "timing.json").read_text())
     assert [c["case"] for c in timing["cases"]] == list(CASES)
     assert all(c["preprocessing_s"] > 0 and c["slices"] for c in timing["cases"])
