@@ -47,11 +47,12 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else multiprocessing.cpu_count()
 
 
-def configure_threads(name: str | None) -> None:
+def configure_threads(name: str | None, processes: int = 1) -> None:
     """nnU-Net's thread settings for a device, applied once per process (later calls change nothing).
 
-    CPU: torch uses every core this process may run on (its CPU affinity, e.g. under ``taskset``). CUDA: one intra-op
-    and one inter-op thread (the GPU does the work; more threads only contend with the data-loading workers).
+    CPU: torch uses every core this process may run on (its CPU affinity, e.g. under ``taskset``), or its share of
+    them when ``processes`` processes of one run share the machine (the ranks of a CPU process group). CUDA: one
+    intra-op and one inter-op thread (the GPU does the work; more threads only contend with the data-loading workers).
     """
     import torch
 
@@ -59,7 +60,7 @@ def configure_threads(name: str | None) -> None:
         return
     name = name or default_device()
     if name == "cpu":
-        torch.set_num_threads(usable_cores())
+        torch.set_num_threads(max(1, usable_cores() // max(1, processes)))
     elif name == "cuda":
         torch.set_num_threads(1)
         torch.set_num_interop_threads(1)

@@ -8,12 +8,14 @@ fills in the defaults for the process it runs in, because nnU-Net itself reads t
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-
 from radconf.errors import MissingSetting
+
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
 
 def radconf_home() -> Path:
@@ -58,3 +60,19 @@ def require_nnunet_paths() -> NnUNetPaths:
             f"{', '.join(paths.defaulted)} not set. Export them (e.g. export nnUNet_raw=/data/nnUNet_raw) or use the "
             f"radconf_* commands, which default to {radconf_home()}/<name>.")
     return paths
+
+
+@contextmanager
+def environment_variables(variables: Mapping[str, str]) -> Iterator[None]:
+    """``variables`` in this process's environment for the block (nnU-Net reads its folders from there, and so do
+    the processes it or radconf spawns); the earlier values, or their absence, are restored after."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

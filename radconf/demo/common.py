@@ -7,7 +7,6 @@ never each other the other way round.
 from __future__ import annotations
 
 import io
-import os
 import re
 import sys
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from radconf.errors import CommandFailed, InvalidInput
+from radconf.paths import environment_variables
 
 LOG_NAME = "demo_log.txt"
 LOG_FIRST_LINE = "radconf demo log"
@@ -131,22 +131,6 @@ class _LogStream(io.TextIOBase):
         self.handle.flush()
 
 
-@contextmanager
-def _environment(variables: dict[str, str]) -> Iterator[None]:
-    """``variables`` in this process's environment for the block (nnU-Net reads its folders from there, also in the
-    workers it spawns); the earlier values are restored after."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def run_command(arguments: list[str], environment: dict[str, str], log: Path, progress: tuple[str, int, str] | None
                  = None) -> None:
     """Runs one radconf command, ``main(argv)`` of its module, in this process; its output goes to the demo log.
@@ -168,7 +152,7 @@ def run_command(arguments: list[str], environment: dict[str, str], log: Path, pr
     print(f"$ {shown}", flush=True)
     bar = tqdm(total=progress[1], desc=progress[0], unit="step", file=sys.stderr) if progress else None
     command = importlib.import_module(arguments[0])
-    with open(log, "a", encoding="utf-8") as handle, _environment(environment):
+    with open(log, "a", encoding="utf-8") as handle, environment_variables(environment):
         handle.write(f"\n$ {shown}\n")
         stream = _LogStream(handle, bar, progress[2] if progress else None)
         with redirect_stdout(stream), redirect_stderr(stream):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import socket
-from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -67,20 +66,12 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@contextmanager
 def _rendezvous():
     """MASTER_ADDR/MASTER_PORT for a group on this machine (a port of the user's is kept); restored after."""
-    saved = {name: os.environ.get(name) for name in ("MASTER_ADDR", "MASTER_PORT")}
-    os.environ["MASTER_ADDR"] = saved["MASTER_ADDR"] or "localhost"
-    os.environ["MASTER_PORT"] = saved["MASTER_PORT"] or str(_free_port())
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    from radconf.paths import environment_variables
+
+    return environment_variables({"MASTER_ADDR": os.environ.get("MASTER_ADDR") or "localhost",
+                                  "MASTER_PORT": os.environ.get("MASTER_PORT") or str(_free_port())})
 
 
 def train_distributed(dataset: str | int, configuration: str, fold: int | str, *, num_gpus: int,
@@ -132,15 +123,13 @@ def _rank_main(rank_id: int, ranks: int, errors, positional: tuple, arguments: d
     import torch
     import torch.distributed as dist
 
-    from radconf.devices import configure_threads, usable_cores
+    from radconf.devices import configure_threads
     from radconf.training import TrainingOptions, train
 
     cuda = arguments["device"] == "cuda"
     if cuda:
         torch.cuda.set_device(rank_id)
-        configure_threads("cuda")
-    else:
-        torch.set_num_threads(max(1, usable_cores() // ranks))
+    configure_threads(arguments["device"], processes=ranks)  # on CPU, each rank its share of the cores
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank_id, world_size=ranks)
     try:
         train(*positional, **{**arguments, "options": TrainingOptions(**arguments["options"])})
