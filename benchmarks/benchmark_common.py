@@ -1,6 +1,7 @@
 """Shared by the benchmark scripts: best-of-N timing, and result tables written as Markdown and CSV atomically."""
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import re
@@ -60,6 +61,15 @@ def median_epoch_seconds(fold_folder: Path) -> float:
     times = [float(t) for log in sorted(Path(fold_folder).glob("training_log_*.txt"))
              for t in re.findall(r"Epoch time: ([\d.]+) s", log.read_text())]
     return statistics.median(times)
+
+
+def benchmark_parser(description: str | None) -> argparse.ArgumentParser:
+    """The arguments every benchmark takes: ``--work`` (its nnU-Net folders and runs) and ``--out`` (tables and
+    figures; default: ``--work``)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--out", default=None)
+    return parser
 
 
 def benchmark_workspace(work: str, out: str | None):

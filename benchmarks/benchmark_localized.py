@@ -21,12 +21,11 @@ Reruns reuse the datasets, trainings and predictions found in --work.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-from benchmark_common import benchmark_workspace, evaluate_structures, run_module, write_tables
+from benchmark_common import benchmark_parser, benchmark_workspace, evaluate_structures, run_module, write_tables
 from benchmark_networks import DATASET_ID, PLANS, gtv_scores, phantom_datasets, train_network
 
 CROP_ID = 532
@@ -142,9 +141,7 @@ def _plot(rows: list[dict], out: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", required=True)
-    parser.add_argument("--out", default=None)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--train", type=int, default=12)

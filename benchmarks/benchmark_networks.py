@@ -18,11 +18,10 @@ Reruns reuse the datasets, trainings and predictions found in --work.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from benchmark_common import benchmark_workspace, run_module, write_tables
+from benchmark_common import benchmark_parser, benchmark_workspace, run_module, write_tables
 
 DATASET_ID, PLANS = 531, "radconfCPUPlans"
 RUNS = {  # name: (trainer, configuration)
@@ -120,9 +119,7 @@ def _parameters(folders: dict, trainer: str, configuration: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", required=True)
-    parser.add_argument("--out", default=None)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--train", type=int, default=12)

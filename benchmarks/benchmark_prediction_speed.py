@@ -16,7 +16,6 @@ Dataset531_Phantom/imagesTs --results /tmp/bench_net50/nnUNet_results
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark_common import write_tables
+from benchmark_common import benchmark_parser, write_tables
 
 PEAK = ("import resource, runpy, sys; sys.argv = sys.argv[1:]; code = 0\n"
         "try:\n    runpy.run_module(sys.argv[0], run_name='__main__')\n"
@@ -84,9 +83,7 @@ def _ensembles(args, images: Path, work: Path, env: dict, log: Path, cases: int)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", required=True)
-    parser.add_argument("--out", default=None)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--model", required=True, help="DATASET:TRAINER:PLANS:CONFIG:FOLDS")
     parser.add_argument("--images", required=True, help="folder of CASE_XXXX images")
     parser.add_argument("--results", default=None, help="nnUNet_results holding the model (default: $nnUNet_results)")

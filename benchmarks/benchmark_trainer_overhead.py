@@ -17,13 +17,12 @@
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
 from pathlib import Path
 
-from benchmark_common import benchmark_workspace, run_module, write_tables
+from benchmark_common import benchmark_parser, benchmark_workspace, run_module, write_tables
 
 IDS = {"plain": 541, "anatomy": 542, "confidence": 543}
 PLANS = "radconfCPUPlans"
@@ -124,9 +123,7 @@ def _rows(args) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", required=True)
-    parser.add_argument("--out", default=None)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--train", type=int, default=8)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batches", type=int, default=4)

@@ -24,7 +24,6 @@ Reruns reuse the datasets, trainings and predictions found in --work.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import subprocess
@@ -33,7 +32,7 @@ import time
 from pathlib import Path
 
 # benchmarks/ is on sys.path when a script runs
-from benchmark_common import benchmark_workspace, run_module, write_tables
+from benchmark_common import benchmark_parser, benchmark_workspace, run_module, write_tables
 
 DATASET_ID, PLANS, TRAINER = 521, "radconfCPUPlans", "DropoutTrainerNoDA"
 STRUCTURES = ("bladder", "rectum", "gluteal_muscles", "gtv")
@@ -290,9 +289,7 @@ def _report(tests: Path, work: Path, out: Path, costs: dict, args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", required=True)
-    parser.add_argument("--out", default=None)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--folds", nargs="+", default=["0", "1", "2"])

@@ -18,14 +18,13 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
 import traceback
 from pathlib import Path
 
-from benchmark_common import run_command, run_module, write_tables
+from benchmark_common import benchmark_parser, run_command, run_module, write_tables
 from benchmark_trainer_overhead import HAND_MADE, IDS, PLANS, prepare_datasets
 
 TRAININGS = {"organs": ("nnUNetTrainer", "plain"), "organs_noda": ("nnUNetTrainerNoDA", "plain"),
@@ -153,9 +152,7 @@ def _ddp(folders: dict, env: dict, log: Path, args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", required=True)
-    parser.add_argument("--out", default=None)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=5)

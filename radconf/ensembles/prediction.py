@@ -207,20 +207,16 @@ def _predict_pipelined(job: _Job, cases: Sequence[str], files: Sequence[list[str
     from tqdm import tqdm
 
     from radconf.nnunet_compat.pipeline import preprocessed_cases
-    from radconf.nnunet_compat.timing import axial_slices
 
-    groups: dict[tuple, object] = {}
-    for key, predictor in zip(job.keys(), job.predictors):
-        groups.setdefault(key, predictor)  # the first member of each plans/configuration preprocesses for it
     pending = None
-    with preprocessed_cases(files, groups, num_processes) as stream, ThreadPoolExecutor(1) as writer:
-        for case, (preprocessed, waited) in tqdm(zip(cases, stream), total=len(cases), desc="Ensemble",
+    # the first member of each plans/configuration preprocesses for it
+    with preprocessed_cases(files, zip(job.keys(), job.predictors), num_processes) as stream, \
+            ThreadPoolExecutor(1) as writer:
+        for case, (preprocessed, timing) in tqdm(zip(cases, stream), total=len(cases), desc="Ensemble",
                                                  unit="case"):
             with timed_case(records, case) as record:
                 accumulator, properties = job.accumulate(preprocessed)
-            first = next(iter(preprocessed))
-            record.update(preprocessing_s=sum(item[2] for item in preprocessed.values()), waited_s=waited,
-                          slices=axial_slices(properties, groups[first].plans_manager.transpose_forward))
+            record.update(timing)
             if pending is not None:
                 pending.result()
             pending = writer.submit(_timed_write, job, record, case, accumulator, properties)

@@ -157,21 +157,16 @@ def _cases_ahead(files: Sequence[list[str]], runners: list[Runner], num_processe
         yield lambda case_files: {}
         return
     from radconf.nnunet_compat.pipeline import preprocessed_cases
-    from radconf.nnunet_compat.timing import axial_slices
 
-    groups: dict[tuple, object] = {}
-    for runner in runners:
-        groups.setdefault(runner.plans_key, runner.predictor)  # one preprocessing per plans/configuration
     cache = runners[0].cache  # shared by every runner
-    with preprocessed_cases(files, groups, num_processes) as stream:
+    # one preprocessing per plans/configuration
+    with preprocessed_cases(files, [(r.plans_key, r.predictor) for r in runners], num_processes) as stream:
         def ahead(case_files: list[str]) -> dict:
-            preprocessed, waited = next(stream)
+            preprocessed, timing = next(stream)
             cache.clear()  # the previous case's data is freed
             for key, (data, properties, _) in preprocessed.items():
                 cache[(key, tuple(case_files))] = (torch.as_tensor(data), properties)
-            first_key, (_, properties, _) = next(iter(preprocessed.items()))
-            return {"preprocessing_s": sum(item[2] for item in preprocessed.values()), "waited_s": waited,
-                    "slices": axial_slices(properties, groups[first_key].plans_manager.transpose_forward)}
+            return timing
 
         yield ahead
 
